@@ -1,0 +1,46 @@
+//! What both barge daemons share: the settings tree, the declared shape of each source, the SQS
+//! message that links an archived batch to its loader, AWS client construction, telemetry and the
+//! shutdown signal.
+//!
+//! Nothing here talks to an external HTTP API or to PostgreSQL tables: those belong to the
+//! `importer` and `transformer` crates respectively.
+
+pub mod aws;
+pub mod message;
+pub mod settings;
+pub mod shutdown;
+pub mod source;
+pub mod telemetry;
+
+pub use message::BatchMessage;
+pub use settings::Settings;
+pub use source::{Column, ColumnType, Source};
+
+/// An error with its causes, `a: b: c`: the top-level message of reqwest, the AWS SDK or
+/// tokio-postgres alone rarely says what actually happened.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        // Some libraries repeat their cause in their own message; say it once.
+        if !text.ends_with(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// A JSON value's kind with its article, for messages like "found an object, expected …".
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

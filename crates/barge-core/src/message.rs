@@ -1,0 +1,136 @@
+//! Where a raw batch is archived and the SQS message that announces it.
+//!
+//! The message body is versioned JSON so that the importer and transformer can be upgraded
+//! independently: a transformer rejects a version it does not know instead of guessing.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The only message version this build writes and reads.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// Body of the SQS message the importer sends after archiving a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchMessage {
+    /// Always [`MESSAGE_VERSION`].
+    pub version: u32,
+    /// Name of the source the batch was fetched from.
+    pub source: String,
+    /// Bucket holding the raw object.
+    pub bucket: String,
+    /// Key of the raw object.
+    pub key: String,
+    /// Number of records in the batch (elements of the JSON array).
+    pub record_count: u64,
+    /// Hex SHA-256 of the object's bytes, checked by the transformer before loading.
+    pub sha256: String,
+    /// When the importer received the response.
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Why an SQS message body is not a batch this build can load.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON, or JSON without the fields of a batch message.
+    #[error("not a barge batch message: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// Written by a newer (or foreign) producer.
+    #[error("unsupported batch message version {0} (this build reads version {MESSAGE_VERSION})")]
+    UnsupportedVersion(u64),
+}
+
+impl BatchMessage {
+    /// The JSON body to send.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a struct of strings and numbers always serializes")
+    }
+
+    /// Parses a body, checking the version before the fields so that a future format gets a
+    /// clear "unsupported version" instead of a confusing field error.
+    pub fn parse(body: &str) -> Result<Self, MessageError> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u64,
+        }
+        let Versioned { version } = serde_json::from_str(body).map_err(MessageError::Malformed)?;
+        if version != u64::from(MESSAGE_VERSION) {
+            return Err(MessageError::UnsupportedVersion(version));
+        }
+        serde_json::from_str(body).map_err(MessageError::Malformed)
+    }
+}
+
+/// The S3 key of a raw batch: `<prefix>/<source>/<yyyy>/<mm>/<dd>/<run_id>.json`, partitioned by
+/// the UTC fetch date so that a date range can be listed and replayed.
+pub fn archive_key(prefix: &str, source: &str, fetched_at: DateTime<Utc>, run_id: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    let date = fetched_at.format("%Y/%m/%d");
+    if prefix.is_empty() {
+        format!("{source}/{date}/{run_id}.json")
+    } else {
+        format!("{prefix}/{source}/{date}/{run_id}.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BatchMessage {
+        BatchMessage {
+            version: MESSAGE_VERSION,
+            source: "posts".into(),
+            bucket: "barge-raw".into(),
+            key: "raw/posts/2026/11/24/x.json".into(),
+            record_count: 100,
+            sha256: "ab".repeat(32),
+            fetched_at: "2026-11-24T01:02:03Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let message = sample();
+        assert_eq!(BatchMessage::parse(&message.to_json()).unwrap(), message);
+    }
+
+    #[test]
+    fn documented_body_parses() {
+        let body = r#"{"version":1,"source":"posts","bucket":"barge-raw","key":"raw/posts/2026/11/24/x.json","record_count":100,"sha256":"abababababababababababababababababababababababababababababababab","fetched_at":"2026-11-24T01:02:03Z"}"#;
+        assert_eq!(BatchMessage::parse(body).unwrap(), sample());
+    }
+
+    #[test]
+    fn foreign_bodies_are_rejected_clearly() {
+        let err = BatchMessage::parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#);
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .starts_with("not a barge batch message")
+        );
+        let err = BatchMessage::parse(r#"{"version":2,"anything":true}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported batch message version 2 (this build reads version 1)"
+        );
+        assert!(BatchMessage::parse("not json").is_err());
+    }
+
+    #[test]
+    fn keys_are_partitioned_by_utc_date() {
+        let at = "2026-01-05T23:59:59Z".parse().unwrap();
+        assert_eq!(
+            archive_key("raw", "posts", at, "r1"),
+            "raw/posts/2026/01/05/r1.json"
+        );
+        assert_eq!(
+            archive_key("raw/", "posts", at, "r1"),
+            "raw/posts/2026/01/05/r1.json"
+        );
+        assert_eq!(
+            archive_key("", "posts", at, "r1"),
+            "posts/2026/01/05/r1.json"
+        );
+    }
+}

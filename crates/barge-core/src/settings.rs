@@ -1,0 +1,351 @@
+//! The one settings tree: built-in defaults, then an optional TOML file, then `BARGE__…`
+//! environment variables, each layer overriding the one before.
+//!
+//! The defaults describe a local setup (PostgreSQL on localhost, bucket `barge-raw`, queue
+//! `barge-batches`, JSONPlaceholder's `/posts` as the only source) so that `cargo run` works with
+//! no file at all. AWS region, credentials and endpoint are deliberately *not* here: they come from
+//! the standard AWS chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, instance profile, …).
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::source::{Source, SourceError};
+
+/// Prefix of environment overrides; `__` separates levels: `BARGE__DATABASE__PASSWORD`.
+pub const ENV_PREFIX: &str = "BARGE__";
+
+/// Everything the importer and transformer can be told. Both read the same tree so that one file
+/// can configure a host running either daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where raw batches are archived.
+    pub storage: StorageSettings,
+    /// The queue that announces archived batches.
+    pub queue: QueueSettings,
+    /// The PostgreSQL database rows are loaded into.
+    pub database: DatabaseSettings,
+    /// How the importer talks to HTTP APIs.
+    pub http: HttpSettings,
+    /// The APIs to import, each with the table it lands in.
+    pub sources: Vec<Source>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            storage: StorageSettings::default(),
+            queue: QueueSettings::default(),
+            database: DatabaseSettings::default(),
+            http: HttpSettings::default(),
+            sources: vec![Source::jsonplaceholder_posts()],
+        }
+    }
+}
+
+/// The S3 archive of raw batches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Bucket that holds the immutable raw archive.
+    pub bucket: String,
+    /// Key prefix under which raw batches are written (`<prefix>/<source>/<yyyy>/<mm>/<dd>/…`).
+    pub prefix: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            bucket: "barge-raw".into(),
+            prefix: "raw".into(),
+        }
+    }
+}
+
+/// The SQS queue between importer and transformer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Queue name (resolved with `GetQueueUrl`) or full queue URL (used as is).
+    pub queue: String,
+    /// Long-poll wait of each receive, in seconds (SQS allows 0 to 20).
+    pub wait_seconds: i32,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            queue: "barge-batches".into(),
+            wait_seconds: 20,
+        }
+    }
+}
+
+/// Connection to the PostgreSQL database that receives the rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Role to log in as.
+    pub user: String,
+    /// Password of `user`; never logged (its `Debug` prints `[REDACTED]`).
+    pub password: SecretString,
+    /// Database name.
+    pub dbname: String,
+    /// How long to wait for a connection before giving up.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 5432,
+            user: "barge".into(),
+            password: SecretString::from("barge"),
+            dbname: "barge".into(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// A `tokio-postgres` configuration for these settings; the password only leaves its
+    /// `SecretString` here, straight into the driver.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(self.password.expose_secret())
+            .dbname(&self.dbname)
+            .connect_timeout(self.connect_timeout)
+            .application_name("barge");
+        config
+    }
+}
+
+/// The importer's HTTP client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Upper bound on one whole request, connect to last byte.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why settings could not be loaded; each message names the file, variable or source at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// `--config` named a file that does not exist (figment would silently skip it).
+    #[error("settings file {0} does not exist")]
+    MissingFile(String),
+    /// A value could not be parsed or has the wrong type.
+    #[error("invalid settings: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// Values parsed but do not make sense together.
+    #[error("invalid settings: {0}")]
+    Source(#[from] SourceError),
+    /// A value outside what the services accept.
+    #[error("invalid settings: {0}")]
+    OutOfRange(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then `BARGE__…` environment variables, and checks
+    /// that the result is usable.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(SettingsError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks invariants serde cannot express: sane ranges, valid identifiers, unique sources.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if !(0..=20).contains(&self.queue.wait_seconds) {
+            return Err(SettingsError::OutOfRange(format!(
+                "queue.wait_seconds is {}, SQS allows 0 to 20",
+                self.queue.wait_seconds
+            )));
+        }
+        if self.storage.bucket.is_empty() {
+            return Err(SettingsError::OutOfRange("storage.bucket is empty".into()));
+        }
+        for (index, source) in self.sources.iter().enumerate() {
+            source.validate()?;
+            if self.sources[..index].iter().any(|s| s.name == source.name) {
+                return Err(SourceError::Duplicate(source.name.clone()).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The declared source called `name`, if any.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` closures return its large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const FILE: &str = r#"
+        [storage]
+        bucket = "from-file"
+
+        [database]
+        host = "db.internal"
+        port = 6543
+        password = "file-secret"
+
+        [[sources]]
+        name = "users"
+        url = "https://api.example.com/users"
+        interval = "5m"
+        table = "users"
+        primary_key = ["id"]
+        columns = [
+            { name = "id", type = "bigint" },
+            { name = "email", type = "text", field = "contact_email", nullable = true },
+        ]
+    "#;
+
+    #[test]
+    fn defaults_describe_a_local_setup_with_the_jsonplaceholder_source() {
+        Jail::expect_with(|_| {
+            let settings = Settings::load(None).expect("defaults load");
+            assert_eq!(settings.storage.bucket, "barge-raw");
+            assert_eq!(settings.queue.queue, "barge-batches");
+            assert_eq!(settings.queue.wait_seconds, 20);
+            assert_eq!(settings.database.host, "localhost");
+            assert_eq!(settings.database.port, 5432);
+            let posts = &settings.sources[..];
+            assert_eq!(posts.len(), 1);
+            assert_eq!(posts[0].url, "https://jsonplaceholder.typicode.com/posts");
+            assert_eq!(posts[0].table, "posts");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_environment_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("barge.toml", FILE)?;
+            jail.set_env("BARGE__DATABASE__PORT", "7777");
+            jail.set_env("BARGE__STORAGE__PREFIX", "archive");
+            let settings = Settings::load(Some(Path::new("barge.toml"))).expect("loads");
+            // file over default
+            assert_eq!(settings.storage.bucket, "from-file");
+            assert_eq!(settings.database.host, "db.internal");
+            // environment over file
+            assert_eq!(settings.database.port, 7777);
+            // environment over default
+            assert_eq!(settings.storage.prefix, "archive");
+            // untouched default
+            assert_eq!(settings.queue.queue, "barge-batches");
+            assert_eq!(settings.database.password.expose_secret(), "file-secret");
+            let users = settings.source("users").expect("declared source");
+            assert_eq!(users.interval, Duration::from_secs(300));
+            assert_eq!(users.columns[1].json_field(), "contact_email");
+            assert_eq!(users.columns[0].json_field(), "id");
+            assert!(
+                settings.source("posts").is_none(),
+                "a file's sources replace the default"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_appear_in_formatted_settings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BARGE__DATABASE__PASSWORD", "hunter2-very-secret");
+            let settings = Settings::load(None).expect("loads");
+            assert_eq!(
+                settings.database.password.expose_secret(),
+                "hunter2-very-secret"
+            );
+            let debug = format!("{settings:?}");
+            let pretty = format!("{settings:#?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(!pretty.contains("hunter2"), "{pretty}");
+            assert!(debug.contains("REDACTED"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        Jail::expect_with(|_| {
+            let err = Settings::load(Some(Path::new("nope.toml"))).unwrap_err();
+            assert_eq!(err.to_string(), "settings file nope.toml does not exist");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BARGE__DATABASE__PORT", "not-a-port");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("\"DATABASE.PORT\" in `BARGE__`"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("barge.toml", "[queue]\nwait_seconds = 30\n")?;
+            let err = Settings::load(Some(Path::new("barge.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("queue.wait_seconds is 30"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("barge.toml", "[storage]\nbukket = \"x\"\n")?;
+            let err = Settings::load(Some(Path::new("barge.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bukket"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn duplicate_source_names_are_rejected() {
+        let mut settings = Settings::default();
+        settings.sources.push(Source::jsonplaceholder_posts());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("source \"posts\" is declared twice"), "{err}");
+    }
+}

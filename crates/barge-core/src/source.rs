@@ -1,0 +1,304 @@
+//! A *source*: one HTTP API endpoint, the table its records land in, and how each JSON field maps
+//! onto a typed PostgreSQL column.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One HTTP API to import and the table it loads into.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Short name used in S3 keys, SQS messages and logs (`[a-z0-9][a-z0-9_-]*`).
+    pub name: String,
+    /// URL that answers a GET with a JSON array of records.
+    pub url: String,
+    /// How often `importer run` fetches this source.
+    #[serde(with = "humantime_serde", default = "Source::default_interval")]
+    pub interval: Duration,
+    /// Target table, created by the transformer if it does not exist.
+    pub table: String,
+    /// Columns that identify a record; loads upsert on them.
+    pub primary_key: Vec<String>,
+    /// Typed columns of the table and the JSON field each one is read from.
+    pub columns: Vec<Column>,
+}
+
+/// One typed column of a source's table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    /// Column name in PostgreSQL.
+    pub name: String,
+    /// PostgreSQL type the JSON value must fit.
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+    /// Top-level JSON field to read, or an RFC 6901 JSON pointer when it starts with `/`
+    /// (`/address/city`). Defaults to the column name.
+    pub field: Option<String>,
+    /// Whether a missing field or JSON `null` is allowed (stored as SQL `NULL`).
+    #[serde(default)]
+    pub nullable: bool,
+}
+
+/// The PostgreSQL types a column may have; each accepts exactly one JSON shape (see
+/// [`ColumnType::expected_json`]), so a surprising value is an error rather than a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// 64-bit integer from a JSON integer.
+    #[serde(alias = "int8")]
+    Bigint,
+    /// 32-bit integer from a JSON integer.
+    #[serde(alias = "int4", alias = "int")]
+    Integer,
+    /// 16-bit integer from a JSON integer.
+    #[serde(alias = "int2")]
+    Smallint,
+    /// 64-bit float from a JSON number.
+    #[serde(rename = "double precision", alias = "float8")]
+    DoublePrecision,
+    /// 32-bit float from a JSON number.
+    #[serde(alias = "float4")]
+    Real,
+    /// Text from a JSON string.
+    Text,
+    /// Boolean from a JSON `true`/`false`.
+    #[serde(alias = "bool")]
+    Boolean,
+    /// Any JSON value, stored as `jsonb`.
+    Jsonb,
+    /// Timestamp with time zone from an RFC 3339 JSON string.
+    Timestamptz,
+    /// Calendar date from a `YYYY-MM-DD` JSON string.
+    Date,
+}
+
+impl ColumnType {
+    /// The type as written in PostgreSQL DDL.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Self::Bigint => "bigint",
+            Self::Integer => "integer",
+            Self::Smallint => "smallint",
+            Self::DoublePrecision => "double precision",
+            Self::Real => "real",
+            Self::Text => "text",
+            Self::Boolean => "boolean",
+            Self::Jsonb => "jsonb",
+            Self::Timestamptz => "timestamptz",
+            Self::Date => "date",
+        }
+    }
+
+    /// The JSON shape this type accepts, for error messages.
+    pub fn expected_json(self) -> &'static str {
+        match self {
+            Self::Bigint | Self::Integer | Self::Smallint => "an integer",
+            Self::DoublePrecision | Self::Real => "a number",
+            Self::Text => "a string",
+            Self::Boolean => "true or false",
+            Self::Jsonb => "any JSON value",
+            Self::Timestamptz => "an RFC 3339 timestamp string",
+            Self::Date => "a YYYY-MM-DD date string",
+        }
+    }
+}
+
+impl Column {
+    /// The JSON field (or pointer) this column is read from.
+    pub fn json_field(&self) -> &str {
+        self.field.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A source declaration that cannot work, naming the source and the offending part.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Two sources share a name, so messages could not say which one they belong to.
+    #[error("source {0:?} is declared twice")]
+    Duplicate(String),
+    /// Anything else wrong with one source.
+    #[error("source {name:?}: {problem}")]
+    Invalid {
+        /// Name of the source.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl Source {
+    fn default_interval() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+
+    /// JSONPlaceholder's `/posts` into `posts(id, user_id, title, body)`: the built-in example.
+    pub fn jsonplaceholder_posts() -> Self {
+        let column = |name: &str, column_type, field: &str| Column {
+            name: name.into(),
+            column_type,
+            field: (name != field).then(|| field.into()),
+            nullable: false,
+        };
+        Self {
+            name: "posts".into(),
+            url: "https://jsonplaceholder.typicode.com/posts".into(),
+            interval: Self::default_interval(),
+            table: "posts".into(),
+            primary_key: vec!["id".into()],
+            columns: vec![
+                column("id", ColumnType::Bigint, "id"),
+                column("user_id", ColumnType::Bigint, "userId"),
+                column("title", ColumnType::Text, "title"),
+                column("body", ColumnType::Text, "body"),
+            ],
+        }
+    }
+
+    /// Checks that the declaration can be archived, announced and loaded.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        let invalid = |problem: String| SourceError::Invalid {
+            name: self.name.clone(),
+            problem,
+        };
+        let name_ok = self.name.len() <= 64
+            && self
+                .name
+                .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !name_ok {
+            return Err(invalid(
+                "name must be 1 to 64 of [a-z0-9_-], starting with a letter or digit".into(),
+            ));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(invalid(format!("url {:?} is not an http(s) URL", self.url)));
+        }
+        if self.interval.is_zero() {
+            return Err(invalid("interval must be greater than zero".into()));
+        }
+        check_identifier(&self.table).map_err(|why| invalid(format!("table {why}")))?;
+        if self.columns.is_empty() {
+            return Err(invalid("declares no columns".into()));
+        }
+        for (index, column) in self.columns.iter().enumerate() {
+            check_identifier(&column.name).map_err(|why| invalid(format!("column {why}")))?;
+            if column.name.starts_with("barge_") {
+                return Err(invalid(format!(
+                    "column {:?}: the barge_ prefix is reserved for barge's own columns",
+                    column.name
+                )));
+            }
+            if self.columns[..index].iter().any(|c| c.name == column.name) {
+                return Err(invalid(format!(
+                    "column {:?} is declared twice",
+                    column.name
+                )));
+            }
+        }
+        if self.primary_key.is_empty() {
+            return Err(invalid("primary_key is empty".into()));
+        }
+        for key in &self.primary_key {
+            match self.columns.iter().find(|c| &c.name == key) {
+                None => {
+                    return Err(invalid(format!(
+                        "primary key column {key:?} is not among the columns"
+                    )));
+                }
+                Some(column) if column.nullable => {
+                    return Err(invalid(format!(
+                        "primary key column {key:?} cannot be nullable"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `column` is part of the primary key.
+    pub fn is_key(&self, column: &Column) -> bool {
+        self.primary_key.iter().any(|k| k == &column.name)
+    }
+}
+
+/// Table and column names are restricted to plain lower-case identifiers so that the generated SQL
+/// means exactly what the settings say, with no case-folding surprises.
+fn check_identifier(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(edit: impl FnOnce(&mut Source)) -> String {
+        let mut source = Source::jsonplaceholder_posts();
+        edit(&mut source);
+        source.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_builtin_source_is_valid() {
+        Source::jsonplaceholder_posts().validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_declarations_name_the_source_and_the_part() {
+        assert_eq!(
+            problem(|s| s.table = "Posts; drop".into()),
+            "source \"posts\": table \"Posts; drop\" is not a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+        );
+        assert!(problem(|s| s.name = "Posts/x".into()).contains("name must be"));
+        assert!(problem(|s| s.url = "ftp://x".into()).contains("not an http(s) URL"));
+        assert!(problem(|s| s.primary_key = vec!["nope".into()]).contains("\"nope\" is not among"));
+        assert!(problem(|s| s.primary_key.clear()).contains("primary_key is empty"));
+        assert!(problem(|s| s.columns[0].nullable = true).contains("cannot be nullable"));
+        assert!(problem(|s| s.columns[1].name = "id".into()).contains("declared twice"));
+        assert!(problem(|s| s.interval = Duration::ZERO).contains("interval"));
+        assert!(problem(|s| s.columns[3].name = "barge_x".into()).contains("reserved"));
+    }
+
+    #[test]
+    fn column_types_parse_from_their_sql_names() {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            types: Vec<ColumnType>,
+        }
+        let parsed: Wrapper = serde_json::from_str(
+            r#"{"types":["bigint","int4","double precision","text","bool","jsonb","timestamptz","date"]}"#,
+        )
+        .unwrap();
+        let names: Vec<_> = parsed.types.iter().map(|t| t.sql_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "bigint",
+                "integer",
+                "double precision",
+                "text",
+                "boolean",
+                "jsonb",
+                "timestamptz",
+                "date"
+            ]
+        );
+    }
+}

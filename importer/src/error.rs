@@ -1,0 +1,83 @@
+//! What can go wrong importing one batch. Every variant names the source and the URL or object
+//! key, and says whether trying again later can help.
+
+/// A failed import of one source; nothing is announced for it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The request did not complete (DNS, connect, TLS, timeout, broken body).
+    #[error("source {source_name:?}: GET {url} failed: {reason}")]
+    Transport {
+        /// Source name.
+        source_name: String,
+        /// Requested URL.
+        url: String,
+        /// The full error chain.
+        reason: String,
+    },
+    /// The API answered with a non-2xx status.
+    #[error("source {source_name:?}: GET {url} answered HTTP {status}: {body_start:?}")]
+    Status {
+        /// Source name.
+        source_name: String,
+        /// Requested URL.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The first 200 bytes of the body, which usually say why.
+        body_start: String,
+    },
+    /// The body is not JSON.
+    #[error("source {source_name:?}: GET {url} did not return JSON: {reason}")]
+    NotJson {
+        /// Source name.
+        source_name: String,
+        /// Requested URL.
+        url: String,
+        /// Parser message with line and column.
+        reason: String,
+    },
+    /// The body is JSON but not an array of records.
+    #[error("source {source_name:?}: GET {url} returned {found}, expected a JSON array of records")]
+    NotArray {
+        /// Source name.
+        source_name: String,
+        /// Requested URL.
+        url: String,
+        /// What kind of JSON value came back.
+        found: &'static str,
+    },
+    /// The raw object could not be written to S3.
+    #[error("source {source_name:?}: cannot archive s3://{bucket}/{key}: {reason}")]
+    Archive {
+        /// Source name.
+        source_name: String,
+        /// Archive bucket.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The SDK's full error chain.
+        reason: String,
+    },
+    /// The object is archived but the SQS message could not be sent; the next run fetches again.
+    #[error("source {source_name:?}: archived {key} but cannot announce it on SQS: {reason}")]
+    Announce {
+        /// Source name.
+        source_name: String,
+        /// Key of the archived, unannounced object.
+        key: String,
+        /// The SDK's full error chain.
+        reason: String,
+    },
+}
+
+impl ImportError {
+    /// Whether the same request may succeed later: network trouble, throttling and server errors
+    /// may; a client error or a body of the wrong shape will not until the source changes.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::Archive { .. } | Self::Announce { .. } => true,
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::NotJson { .. } | Self::NotArray { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The importer: fetch each source's JSON array, archive the bytes untouched in S3 under a
+//! date-partitioned key, then announce the object on SQS.
+//!
+//! The order is the invariant: a message is sent only for an object that is already durably in
+//! S3, and nothing at all is written for a response that is not a JSON array.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use barge_core::aws::{AwsClients, QueueUrlError};
+use barge_core::message::{MESSAGE_VERSION, archive_key};
+use barge_core::{BatchMessage, Settings, Source};
+use bytes::Bytes;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+mod error;
+
+pub use error::ImportError;
+
+/// Imports sources into the archive and queue. Cheap to clone: clients are shared handles.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    settings: Arc<Settings>,
+    http: reqwest::Client,
+    aws: AwsClients,
+    queue_url: String,
+}
+
+impl Importer {
+    /// Builds the HTTP client and resolves the queue URL, so that a misconfigured queue fails at
+    /// start-up rather than after the first fetch.
+    pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.http.timeout)
+            .user_agent(concat!("barge-importer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| StartError::HttpClient(err.to_string()))?;
+        let queue_url = aws.queue_url(&settings.queue.queue).await?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            http,
+            aws,
+            queue_url,
+        })
+    }
+
+    /// Imports every source once, each independently: one failing source does not stop the
+    /// others. Returns each source's outcome in declaration order.
+    pub async fn run_once(&self) -> Vec<(String, Result<BatchMessage, ImportError>)> {
+        let mut outcomes = Vec::with_capacity(self.settings.sources.len());
+        for source in &self.settings.sources {
+            let outcome = self.import_logged(source).await;
+            outcomes.push((source.name.clone(), outcome));
+        }
+        outcomes
+    }
+
+    /// Imports each source on its own interval (the first time immediately) until `shutdown` is
+    /// cancelled. An import under way when it fires is finished, so no archived object is left
+    /// unannounced by a stop.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        for source in self.settings.sources.clone() {
+            let importer = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { importer.run_source(&source, &shutdown).await });
+        }
+        tasks.join_all().await;
+    }
+
+    async fn run_source(&self, source: &Source, shutdown: &CancellationToken) {
+        let mut ticks = tokio::time::interval(source.interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            // Errors are logged inside; the next tick retries.
+            let _ = self.import_logged(source).await;
+        }
+        tracing::info!(source = %source.name, "source stopped");
+    }
+
+    async fn import_logged(&self, source: &Source) -> Result<BatchMessage, ImportError> {
+        let span = tracing::info_span!("import", source = %source.name);
+        let outcome = self.import(source).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match &outcome {
+            Ok(message) => tracing::info!(
+                key = %message.key,
+                records = message.record_count,
+                "batch archived and announced"
+            ),
+            Err(err) => tracing::error!(
+                error = %err,
+                retryable = err.is_retryable(),
+                "import failed; nothing was announced"
+            ),
+        }
+        outcome
+    }
+
+    /// Fetches one batch of `source`, archives it and announces it.
+    pub async fn import(&self, source: &Source) -> Result<BatchMessage, ImportError> {
+        let (body, record_count) = self.fetch(source).await?;
+        let fetched_at = Utc::now();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let key = archive_key(
+            &self.settings.storage.prefix,
+            &source.name,
+            fetched_at,
+            &run_id,
+        );
+        let message = BatchMessage {
+            version: MESSAGE_VERSION,
+            source: source.name.clone(),
+            bucket: self.settings.storage.bucket.clone(),
+            key,
+            record_count,
+            sha256: format!("{:x}", Sha256::digest(&body)),
+            fetched_at,
+        };
+        self.archive(&message, body).await?;
+        self.announce(&message).await?;
+        Ok(message)
+    }
+
+    /// GETs the source and checks that the body is a JSON array, returning the untouched bytes
+    /// and the number of records.
+    async fn fetch(&self, source: &Source) -> Result<(Bytes, u64), ImportError> {
+        let transport = |err: reqwest::Error| ImportError::Transport {
+            source_name: source.name.clone(),
+            url: source.url.clone(),
+            reason: barge_core::error_chain(&err),
+        };
+        let response = self.http.get(&source.url).send().await.map_err(transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(ImportError::Status {
+                source_name: source.name.clone(),
+                url: source.url.clone(),
+                status: status.as_u16(),
+                body_start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            });
+        }
+        let records = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Array(records)) => records.len() as u64,
+            Ok(other) => {
+                return Err(ImportError::NotArray {
+                    source_name: source.name.clone(),
+                    url: source.url.clone(),
+                    found: barge_core::json_kind(&other),
+                });
+            }
+            Err(err) => {
+                return Err(ImportError::NotJson {
+                    source_name: source.name.clone(),
+                    url: source.url.clone(),
+                    reason: err.to_string(),
+                });
+            }
+        };
+        Ok((body, records))
+    }
+
+    /// Writes the raw bytes; `If-None-Match: *` makes the archive write-once, so a key can never
+    /// be overwritten even by a buggy or replayed importer.
+    async fn archive(&self, message: &BatchMessage, body: Bytes) -> Result<(), ImportError> {
+        self.aws
+            .s3
+            .put_object()
+            .bucket(&message.bucket)
+            .key(&message.key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .metadata("source", &message.source)
+            .metadata("record-count", message.record_count.to_string())
+            .metadata("sha256", &message.sha256)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|err| ImportError::Archive {
+                source_name: message.source.clone(),
+                bucket: message.bucket.clone(),
+                key: message.key.clone(),
+                reason: barge_core::error_chain(&err),
+            })?;
+        Ok(())
+    }
+
+    async fn announce(&self, message: &BatchMessage) -> Result<(), ImportError> {
+        self.aws
+            .sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(message.to_json())
+            .send()
+            .await
+            .map_err(|err| ImportError::Announce {
+                source_name: message.source.clone(),
+                key: message.key.clone(),
+                reason: barge_core::error_chain(&err),
+            })?;
+        Ok(())
+    }
+}
+
+/// Why the importer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The TLS stack or HTTP client could not be initialised.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    /// The configured queue does not exist or cannot be reached.
+    #[error(transparent)]
+    Queue(#[from] QueueUrlError),
+}

@@ -1,0 +1,43 @@
+//! `transformer run` is the daemon that loads announced batches into PostgreSQL.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use barge_core::aws::AwsClients;
+use barge_core::{Settings, shutdown, telemetry};
+use clap::{Parser, Subcommand};
+use transformer::Transformer;
+
+/// Load archived JSON batches announced on SQS into PostgreSQL.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML settings file; `BARGE__…` environment variables override it.
+    #[arg(long, global = true, env = "BARGE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Long-poll the queue and load batches until SIGTERM or SIGINT.
+    Run,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    let shutdown = shutdown::on_signal().context("installing signal handlers")?;
+    match cli.command {
+        Command::Run => {
+            let mut transformer = Transformer::new(settings, AwsClients::from_env().await)
+                .await
+                .context("starting the transformer")?;
+            transformer.run(&shutdown).await;
+        }
+    }
+    Ok(())
+}
