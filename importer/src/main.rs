@@ -31,7 +31,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init("info");
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     let importer = Importer::new(settings, AwsClients::from_env().await)
         .await

@@ -28,7 +28,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init("info");
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     let shutdown = shutdown::on_signal().context("installing signal handlers")?;
     match cli.command {

@@ -1,1 +1,255 @@
-//! stub
+//! Standing up barge's AWS and PostgreSQL resources on a *local* LocalStack and PostgreSQL: the
+//! bucket, the queue with its dead-letter queue, the database. `cargo xtask demo` uses it for the
+//! default names; tests use it for a fresh, uniquely named set each ([`TestEnv`]).
+//!
+//! In AWS the same resources come from Terraform; nothing here is used by the daemons.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use barge_core::Settings;
+use barge_core::aws::AwsClients;
+use barge_core::settings::DatabaseSettings;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+/// How often a message is received before SQS moves it to the dead-letter queue.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// Seconds a received message stays invisible to other receivers.
+pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 60;
+/// Environment variable with the URL of a PostgreSQL role allowed to create databases; set by
+/// `cargo xtask test` for the integration tests.
+pub const TEST_DATABASE_URL: &str = "BARGE_TEST_DATABASE_URL";
+
+/// Creates `bucket` unless it exists already.
+pub async fn ensure_bucket(aws: &AwsClients, bucket: &str) -> anyhow::Result<()> {
+    match aws.s3.create_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_bucket_already_owned_by_you()) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(anyhow::anyhow!(barge_core::error_chain(&err)))
+            .with_context(|| format!("creating bucket {bucket}")),
+    }
+}
+
+/// Creates `queue` and its dead-letter queue `<queue>-dlq` with a redrive policy (both are
+/// idempotent with the same attributes) and returns the main queue's URL.
+pub async fn ensure_queue(aws: &AwsClients, queue: &str) -> anyhow::Result<String> {
+    let dlq = format!("{queue}-dlq");
+    let dlq_url = create_queue(aws, &dlq, HashMap::new()).await?;
+    let dlq_arn = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!(barge_core::error_chain(&err)))
+        .with_context(|| format!("reading the ARN of {dlq}"))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .with_context(|| format!("{dlq} has no QueueArn attribute"))?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": MAX_RECEIVE_COUNT,
+    });
+    let attributes = HashMap::from([
+        (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+        (
+            QueueAttributeName::VisibilityTimeout,
+            VISIBILITY_TIMEOUT_SECONDS.to_string(),
+        ),
+    ]);
+    create_queue(aws, queue, attributes).await
+}
+
+async fn create_queue(
+    aws: &AwsClients,
+    name: &str,
+    attributes: HashMap<QueueAttributeName, String>,
+) -> anyhow::Result<String> {
+    aws.sqs
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attributes))
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!(barge_core::error_chain(&err)))
+        .with_context(|| format!("creating queue {name}"))?
+        .queue_url
+        .with_context(|| format!("CreateQueue for {name} returned no URL"))
+}
+
+/// Creates database `name` unless it exists, connecting as `admin` to its maintenance database.
+pub async fn ensure_database(admin: &DatabaseSettings, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = admin
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}:{}", admin.host, admin.port))?;
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        // The name is ours (a fixed name or a UUID-derived one), so quoting is enough.
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(())
+}
+
+/// Database settings parsed from a `postgres://user:password@host:port/dbname` URL.
+pub fn database_settings_from_url(url: &str) -> anyhow::Result<DatabaseSettings> {
+    let config: tokio_postgres::Config = url.parse().context("not a PostgreSQL URL")?;
+    let host = match config.get_hosts() {
+        [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
+        _ => bail!("the PostgreSQL URL must name exactly one TCP host"),
+    };
+    let password = config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    Ok(DatabaseSettings {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        user: config.get_user().unwrap_or("postgres").to_owned(),
+        password: SecretString::from(password),
+        dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
+        ..DatabaseSettings::default()
+    })
+}
+
+/// A private bucket, queue (with dead-letter queue) and database for one test, on the LocalStack
+/// and PostgreSQL that `cargo xtask test` started, so tests can run in parallel without seeing
+/// each other's objects, messages or rows.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// Settings pointing at this test's resources, with the built-in `posts` source.
+    pub settings: Settings,
+    /// Clients for LocalStack.
+    pub aws: AwsClients,
+    /// URL of this test's queue.
+    pub queue_url: String,
+}
+
+impl TestEnv {
+    /// Provisions a fresh set of resources. Panics with instructions when the services are not
+    /// there, and refuses to run against anything but a loopback endpoint.
+    pub async fn new() -> Self {
+        Self::try_new().await.expect(
+            "integration tests need the LocalStack and PostgreSQL that `cargo xtask test` starts",
+        )
+    }
+
+    async fn try_new() -> anyhow::Result<Self> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL is not set")?;
+        if !(endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"))
+        {
+            bail!(
+                "AWS_ENDPOINT_URL={endpoint} is not a loopback LocalStack; refusing to test against it"
+            );
+        }
+        let admin = database_settings_from_url(
+            &std::env::var(TEST_DATABASE_URL)
+                .with_context(|| format!("{TEST_DATABASE_URL} is not set"))?,
+        )?;
+        let aws = AwsClients::from_env().await;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("test-{}", &id[..16]);
+        let dbname = format!("test_{}", &id[..16]);
+        ensure_bucket(&aws, &name).await?;
+        let queue_url = ensure_queue(&aws, &name).await?;
+        ensure_database(&admin, &dbname).await?;
+        let mut settings = Settings::default();
+        settings.storage.bucket = name.clone();
+        settings.queue.queue = name;
+        settings.queue.wait_seconds = 1;
+        settings.database = DatabaseSettings { dbname, ..admin };
+        Ok(Self {
+            settings,
+            aws,
+            queue_url,
+        })
+    }
+
+    /// Points the built-in `posts` source at `url`.
+    pub fn with_posts_url(mut self, url: &str) -> Self {
+        self.settings.sources[0].url = url.to_owned();
+        self
+    }
+
+    /// A client of this test's database.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, connection) = self
+            .settings
+            .database
+            .pg_config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Keys of every object in this test's bucket.
+    pub async fn object_keys(&self) -> Vec<String> {
+        self.aws
+            .s3
+            .list_objects_v2()
+            .bucket(&self.settings.storage.bucket)
+            .send()
+            .await
+            .expect("list objects")
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|object| object.key)
+            .collect()
+    }
+
+    /// Visible plus in-flight messages on this test's queue (SQS's approximate counts, which
+    /// LocalStack reports exactly).
+    pub async fn queued_messages(&self) -> u64 {
+        let attributes = self
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        attributes
+            .values()
+            .map(|count| count.parse::<u64>().expect("numeric count"))
+            .sum()
+    }
+}
+
+/// Serves `count` sample posts on a free loopback port for as long as the test runs; returns the
+/// `/posts` URL.
+pub async fn spawn_sample_api(count: i64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(barge_sample_api::serve(
+        listener,
+        count,
+        std::future::pending(),
+    ));
+    format!("http://{address}/posts")
+}
