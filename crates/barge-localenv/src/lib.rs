@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use anyhow::{Context, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
-use barge_core::Settings;
 use barge_core::aws::AwsClients;
 use barge_core::settings::DatabaseSettings;
-use secrecy::SecretString;
+use barge_core::{BatchMessage, Settings};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 /// How often a message is received before SQS moves it to the dead-letter queue.
@@ -186,6 +186,71 @@ impl TestEnv {
     pub fn with_posts_url(mut self, url: &str) -> Self {
         self.settings.sources[0].url = url.to_owned();
         self
+    }
+
+    /// `BARGE__…` variables that point a spawned `importer` or `transformer` at this test's
+    /// bucket, queue and database.
+    pub fn barge_env(&self) -> Vec<(String, String)> {
+        let database = &self.settings.database;
+        [
+            ("STORAGE__BUCKET", self.settings.storage.bucket.clone()),
+            ("QUEUE__QUEUE", self.settings.queue.queue.clone()),
+            ("DATABASE__HOST", database.host.clone()),
+            ("DATABASE__PORT", database.port.to_string()),
+            ("DATABASE__USER", database.user.clone()),
+            (
+                "DATABASE__PASSWORD",
+                database.password.expose_secret().to_owned(),
+            ),
+            ("DATABASE__DBNAME", database.dbname.clone()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (format!("{}{key}", barge_core::settings::ENV_PREFIX), value))
+        .collect()
+    }
+
+    /// Archives `body` under `key` and announces it as a batch of `source`, as the importer
+    /// would, so tests can hand the transformer batches the importer would never produce.
+    pub async fn announce(
+        &self,
+        source: &str,
+        key: &str,
+        body: &[u8],
+        record_count: u64,
+    ) -> BatchMessage {
+        use sha2::Digest;
+        let message = BatchMessage {
+            version: barge_core::message::MESSAGE_VERSION,
+            source: source.to_owned(),
+            bucket: self.settings.storage.bucket.clone(),
+            key: key.to_owned(),
+            record_count,
+            sha256: format!("{:x}", sha2::Sha256::digest(body)),
+            fetched_at: chrono::Utc::now(),
+        };
+        self.aws
+            .s3
+            .put_object()
+            .bucket(&message.bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("put test object");
+        self.send(&message.to_json()).await;
+        message
+    }
+
+    /// Sends a raw message body to this test's queue.
+    pub async fn send(&self, body: &str) {
+        self.aws
+            .sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send test message");
     }
 
     /// A client of this test's database.

@@ -10,9 +10,8 @@ use crate::services::Services;
 /// Compiles the tests, starts the services, runs `cargo test --workspace` with the services'
 /// environment, stops the services and exits with the tests' verdict.
 pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Compile first: services do not idle through a build, and a compile error needs none.
-    let built = Command::new(&cargo)
+    let built = cargo()
         .args(["test", "--workspace", "--locked", "--no-run"])
         .kill_on_drop(true)
         .status()
@@ -22,7 +21,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let services = Services::start().await?;
-    let tested = Command::new(&cargo)
+    let tested = cargo()
         .args(["test", "--workspace", "--locked", "--"])
         .args(args)
         .envs(services.child_env())
@@ -39,4 +38,27 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `cargo`, without the variables cargo set for running xtask itself (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's declare `rerun-if-env-changed` on
+/// them, so leaving them in would rebuild ring and the whole AWS SDK on every switch between
+/// `cargo xtask test` and a plain `cargo build`.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }
