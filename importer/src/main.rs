@@ -1,11 +1,11 @@
 //! `importer once` imports every source one time; `importer run` is the daemon.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use barge_core::aws::AwsClients;
-use barge_core::{Settings, shutdown, telemetry};
+use barge_core::settings::ConfigArgs;
+use barge_core::{shutdown, telemetry};
 use clap::{Parser, Subcommand};
 use importer::Importer;
 
@@ -13,9 +13,8 @@ use importer::Importer;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// TOML settings file; `BARGE__…` environment variables override it.
-    #[arg(long, global = true, env = "BARGE_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,7 +31,7 @@ enum Command {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init("info");
-    let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    let settings = cli.settings.load().context("loading settings")?;
     let importer = Importer::new(settings, AwsClients::from_env().await)
         .await
         .context("starting the importer")?;

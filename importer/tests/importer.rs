@@ -48,7 +48,7 @@ async fn archives_the_untouched_body_and_announces_it() {
     let message = importer.import(&env.settings.sources[0]).await.unwrap();
 
     let keys = env.object_keys().await;
-    assert_eq!(keys, [message.key.clone()]);
+    assert_eq!(keys, [message.key.as_str()]);
     let parts: Vec<&str> = message.key.split('/').collect();
     assert_eq!(parts[..2], ["raw", "posts"]);
     assert_eq!(
@@ -198,7 +198,7 @@ async fn once_reports_each_source_and_one_failure_does_not_stop_the_others() {
     ));
     assert_eq!(outcomes[1].0, "posts");
     let posted = outcomes[1].1.as_ref().expect("posts imported");
-    assert_eq!(env.object_keys().await, [posted.key.clone()]);
+    assert_eq!(env.object_keys().await, [posted.key.as_str()]);
     assert_eq!(env.queued_messages().await, 1);
 }
 

@@ -1,10 +1,9 @@
 //! `transformer run` is the daemon that loads announced batches into PostgreSQL.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use barge_core::aws::AwsClients;
-use barge_core::{Settings, shutdown, telemetry};
+use barge_core::settings::ConfigArgs;
+use barge_core::{shutdown, telemetry};
 use clap::{Parser, Subcommand};
 use transformer::Transformer;
 
@@ -12,9 +11,8 @@ use transformer::Transformer;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// TOML settings file; `BARGE__…` environment variables override it.
-    #[arg(long, global = true, env = "BARGE_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,7 +27,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init("info");
-    let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    let settings = cli.settings.load().context("loading settings")?;
     let shutdown = shutdown::on_signal().context("installing signal handlers")?;
     match cli.command {
         Command::Run => {

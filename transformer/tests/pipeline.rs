@@ -32,16 +32,27 @@ fn json(posts: &[Post]) -> Vec<u8> {
     serde_json::to_vec(posts).unwrap()
 }
 
-#[tokio::test]
-async fn end_to_end_the_table_holds_exactly_the_served_posts() {
-    let url = spawn_sample_api(57).await;
+async fn transformer(env: &TestEnv) -> Transformer {
+    Transformer::new(env.settings.clone(), env.aws.clone())
+        .await
+        .unwrap()
+}
+
+/// A test environment whose `posts` source is the sample API serving `count` posts, with an
+/// importer and a transformer for it.
+async fn pipeline(count: i64) -> (TestEnv, Importer, Transformer) {
+    let url = spawn_sample_api(count).await;
     let env = TestEnv::new().await.with_posts_url(&url);
     let importer = Importer::new(env.settings.clone(), env.aws.clone())
         .await
         .unwrap();
-    let mut transformer = Transformer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap();
+    let transformer = transformer(&env).await;
+    (env, importer, transformer)
+}
+
+#[tokio::test]
+async fn end_to_end_the_table_holds_exactly_the_served_posts() {
+    let (env, importer, mut transformer) = pipeline(57).await;
 
     let announced = importer.import(&env.settings.sources[0]).await.unwrap();
     let report = transformer.drain().await.unwrap();
@@ -67,14 +78,7 @@ async fn end_to_end_the_table_holds_exactly_the_served_posts() {
 
 #[tokio::test]
 async fn importing_twice_and_redelivering_leave_exactly_n_rows() {
-    let url = spawn_sample_api(20).await;
-    let env = TestEnv::new().await.with_posts_url(&url);
-    let importer = Importer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap();
-    let mut transformer = Transformer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap();
+    let (env, importer, mut transformer) = pipeline(20).await;
 
     let first = importer.import(&env.settings.sources[0]).await.unwrap();
     let second = importer.import(&env.settings.sources[0]).await.unwrap();
@@ -103,9 +107,7 @@ async fn importing_twice_and_redelivering_leave_exactly_n_rows() {
 #[tokio::test]
 async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
     let env = TestEnv::new().await;
-    let mut transformer = Transformer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap();
+    let mut transformer = transformer(&env).await;
     let original = barge_sample_api::posts(3);
     env.announce("posts", "raw/posts/a.json", &json(&original), 3)
         .await;
@@ -137,9 +139,7 @@ async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
 #[tokio::test]
 async fn bad_batches_are_named_left_on_the_queue_and_do_not_stop_the_others() {
     let env = TestEnv::new().await;
-    let mut transformer = Transformer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap();
+    let mut transformer = transformer(&env).await;
     let posts = barge_sample_api::posts(10);
     let bad_record = br#"[{"id": 100, "userId": 1, "title": "t", "body": "b"}, {"id": 101, "userId": "one", "title": "t", "body": "b"}]"#;
 
@@ -204,9 +204,7 @@ async fn bad_batches_are_named_left_on_the_queue_and_do_not_stop_the_others() {
 #[tokio::test]
 async fn a_database_refusal_rolls_back_the_batch_and_keeps_the_message() {
     let env = TestEnv::new().await;
-    let mut transformer = Transformer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap();
+    let mut transformer = transformer(&env).await;
     env.db()
         .await
         .batch_execute("ALTER TABLE posts ADD CONSTRAINT short_titles CHECK (length(title) < 5)")

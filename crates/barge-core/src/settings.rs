@@ -6,7 +6,7 @@
 //! no file at all. AWS region, credentials and endpoint are deliberately *not* here: they come from
 //! the standard AWS chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, instance profile, …).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -149,6 +149,21 @@ impl Default for HttpSettings {
         Self {
             timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// The `--config` option of both daemons, so they read settings the same way.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML settings file; `BARGE__…` environment variables override it.
+    #[arg(long, global = true, env = "BARGE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Loads the settings this option names.
+    pub fn load(&self) -> Result<Settings, SettingsError> {
+        Settings::load(self.config.as_deref())
     }
 }
 
@@ -302,6 +317,22 @@ mod tests {
             assert!(!debug.contains("hunter2"), "{debug}");
             assert!(!pretty.contains("hunter2"), "{pretty}");
             assert!(debug.contains("REDACTED"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_example_file_spells_out_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/barge.example.toml");
+        Jail::expect_with(|_| {
+            let from_file = Settings::load(Some(&example)).expect("example loads");
+            let defaults = Settings::default();
+            // Debug covers every field (the password as [REDACTED], so compare it apart).
+            assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+            assert_eq!(
+                from_file.database.password.expose_secret(),
+                defaults.database.password.expose_secret()
+            );
             Ok(())
         });
     }
