@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -268,6 +267,5 @@ async fn daemon_imports_on_its_interval_and_stops_cleanly_on_sigterm() {
     let objects = env.object_keys().await.len();
     assert!(objects >= 2, "{objects} objects; log:\n{log}");
     // Every archived object was announced, including one that was under way at SIGTERM.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.queued_messages().await, objects as u64, "log:\n{log}");
 }

@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub mod database;
+mod database;
 mod error;
 pub mod record;
 
-pub use database::Database;
+use database::Database;
 pub use error::ProcessError;
 
 /// SQS returns at most ten messages per receive.
@@ -214,7 +214,7 @@ impl Transformer {
     }
 
     /// Parses, downloads, verifies, maps and loads one announced batch.
-    pub async fn load(&mut self, body: &str) -> Result<Loaded, ProcessError> {
+    async fn load(&mut self, body: &str) -> Result<Loaded, ProcessError> {
         let announced = BatchMessage::parse(body)?;
         let key = announced.key.as_str();
         let source =
