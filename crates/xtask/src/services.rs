@@ -150,10 +150,18 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// Sends `signal` (`TERM`, `KILL`) to the process group led by `pid`; a group that is gone
+/// already is fine.
+pub fn signal_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Signals a process group and waits for `pid` to exit, escalating to SIGKILL.
 fn stop_group(pid: u32, child: Option<&mut Child>) {
-    let group = format!("-{pid}");
-    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    signal_group(pid, "TERM");
     let alive = |child: &mut Option<&mut Child>| match child {
         Some(child) => matches!(child.try_wait(), Ok(None)),
         None => Path::new(&format!("/proc/{pid}")).exists(),
@@ -164,7 +172,7 @@ fn stop_group(pid: u32, child: Option<&mut Child>) {
         std::thread::sleep(Duration::from_millis(100));
     }
     if alive(&mut child) {
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        signal_group(pid, "KILL");
         if let Some(child) = child {
             let _ = child.wait();
         }
@@ -198,6 +206,9 @@ impl LocalStack {
             .env("RUNTIME_COMPONENTS", "aws")
             .env("SERVICES", "s3,sqs")
             .env("GATEWAY_LISTEN", &gateway)
+            // The default (twisted) server ignores the IPv4 host and binds 0.0.0.0; hypercorn
+            // binds exactly GATEWAY_LISTEN, keeping LocalStack on loopback.
+            .env("GATEWAY_SERVER", "hypercorn")
             .env("LOCALSTACK_HOST", &gateway)
             .env("SQS_ENDPOINT_STRATEGY", "path")
             // No DNS server, no telemetry, no certificate download: this runs offline.

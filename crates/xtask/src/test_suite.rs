@@ -21,23 +21,38 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let services = Services::start().await?;
-    let tested = cargo()
-        .args(["test", "--workspace", "--locked", "--"])
-        .args(args)
-        .envs(services.child_env())
-        // Only LocalStack's test credentials: a developer's real profile must never be used.
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .kill_on_drop(true)
-        .status()
-        .await
-        .context("running cargo test");
+    let tested = async {
+        let mut tests = cargo()
+            .args(["test", "--workspace", "--locked", "--"])
+            .args(args)
+            .envs(services.child_env())
+            // Only LocalStack's test credentials: a developer's real profile must never be used.
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            // A group of its own, so that an interrupted xtask can stop the test binaries cargo
+            // started, not just cargo.
+            .process_group(0)
+            .spawn()
+            .context("running cargo test")?;
+        let _group = tests.id().map(TestGroup);
+        tests.wait().await.context("waiting for cargo test")
+    }
+    .await;
     services.stop();
     Ok(if tested?.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The running tests' process group, terminated if xtask is interrupted before they finish.
+struct TestGroup(u32);
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        crate::services::signal_group(self.0, "TERM");
+    }
 }
 
 /// `cargo`, without the variables cargo set for running xtask itself (`CARGO_PKG_NAME=xtask`,
