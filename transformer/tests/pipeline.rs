@@ -4,8 +4,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use barge_core::{Column, ColumnType, Source};
 use barge_localenv::{TestEnv, spawn_sample_api};
 use barge_sample_api::Post;
+use chrono::{DateTime, NaiveDate, Utc};
 use importer::Importer;
 use transformer::{ProcessError, Transformer};
 
@@ -199,6 +201,101 @@ async fn bad_batches_are_named_left_on_the_queue_and_do_not_stop_the_others() {
     // Failed messages stay on the queue (in flight until their visibility timeout, then
     // redelivered, then dead-lettered); loaded ones are gone.
     assert_eq!(env.queued_messages().await, 6);
+}
+
+#[tokio::test]
+async fn every_column_type_round_trips_through_postgres() {
+    let mut env = TestEnv::new().await;
+    let columns: Vec<Column> = [
+        ("id", ColumnType::Bigint, None, false),
+        ("small", ColumnType::Smallint, None, false),
+        ("medium", ColumnType::Integer, None, false),
+        ("ratio", ColumnType::DoublePrecision, None, false),
+        ("score", ColumnType::Real, None, false),
+        ("label", ColumnType::Text, None, false),
+        ("active", ColumnType::Boolean, None, false),
+        ("payload", ColumnType::Jsonb, None, false),
+        ("seen_at", ColumnType::Timestamptz, None, false),
+        ("day", ColumnType::Date, None, false),
+        ("city", ColumnType::Text, Some("/address/city"), true),
+    ]
+    .into_iter()
+    .map(|(name, column_type, field, nullable)| Column {
+        name: name.into(),
+        column_type,
+        field: field.map(Into::into),
+        nullable,
+    })
+    .collect();
+    env.settings.sources = vec![Source {
+        name: "events".into(),
+        url: "http://127.0.0.1:1/unused".into(),
+        interval: Duration::from_secs(60),
+        table: "events".into(),
+        primary_key: vec!["id".into()],
+        columns,
+    }];
+    let mut transformer = transformer(&env).await;
+    let batch = r#"[
+        {"id": 9007199254740993, "small": -32768, "medium": 2147483647, "ratio": 0.1,
+         "score": 1.5, "label": "naïve \"text\"\n", "active": false,
+         "payload": {"nested": [1, null, "x"]}, "seen_at": "2026-11-24T01:02:03.456+02:00",
+         "day": "2026-02-28", "address": {"city": "Gwenborough"}},
+        {"id": 2, "small": 0, "medium": 0, "ratio": -1e300, "score": 0, "label": "",
+         "active": true, "payload": "just a string", "seen_at": "1970-01-01T00:00:00Z", "day": "1999-12-31"}
+    ]"#;
+    env.announce("events", "raw/events/types.json", batch.as_bytes(), 2)
+        .await;
+
+    let report = transformer.drain().await.unwrap();
+
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let rows = env
+        .db()
+        .await
+        .query(
+            "SELECT id, small, medium, ratio, score, label, active, payload, seen_at, day, city \
+             FROM events ORDER BY id DESC",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let first = &rows[0];
+    assert_eq!(first.get::<_, i64>(0), 9007199254740993);
+    assert_eq!(first.get::<_, i16>(1), -32768);
+    assert_eq!(first.get::<_, i32>(2), 2147483647);
+    assert_eq!(first.get::<_, f64>(3), 0.1);
+    assert_eq!(first.get::<_, f32>(4), 1.5);
+    assert_eq!(first.get::<_, String>(5), "naïve \"text\"\n");
+    assert!(!first.get::<_, bool>(6));
+    assert_eq!(
+        first.get::<_, serde_json::Value>(7),
+        serde_json::json!({"nested": [1, null, "x"]})
+    );
+    assert_eq!(
+        first.get::<_, DateTime<Utc>>(8),
+        "2026-11-23T23:02:03.456Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(
+        first.get::<_, NaiveDate>(9),
+        NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()
+    );
+    assert_eq!(
+        first.get::<_, Option<String>>(10).as_deref(),
+        Some("Gwenborough")
+    );
+    let second = &rows[1];
+    assert_eq!(second.get::<_, f64>(3), -1e300);
+    assert_eq!(
+        second.get::<_, serde_json::Value>(7),
+        serde_json::json!("just a string")
+    );
+    assert_eq!(
+        second.get::<_, Option<String>>(10),
+        None,
+        "a missing nullable field is NULL"
+    );
 }
 
 #[tokio::test]

@@ -66,7 +66,7 @@ pub enum ColumnType {
     /// Boolean from a JSON `true`/`false`.
     #[serde(alias = "bool")]
     Boolean,
-    /// Any JSON value, stored as `jsonb`.
+    /// Any JSON value but `null` (which, as for every type, counts as missing), as `jsonb`.
     Jsonb,
     /// Timestamp with time zone from an RFC 3339 JSON string.
     Timestamptz,
@@ -98,7 +98,7 @@ impl ColumnType {
             Self::DoublePrecision | Self::Real => "a number",
             Self::Text => "a string",
             Self::Boolean => "true or false",
-            Self::Jsonb => "any JSON value",
+            Self::Jsonb => "any JSON value but null",
             Self::Timestamptz => "an RFC 3339 timestamp string",
             Self::Date => "a YYYY-MM-DD date string",
         }
