@@ -2,7 +2,6 @@
 //! records onto the source's typed columns, upsert them into PostgreSQL in one transaction, and
 //! only then delete the message.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
@@ -30,7 +29,7 @@ const RECEIVE_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Loads announced batches into PostgreSQL.
 #[derive(Debug)]
 pub struct Transformer {
-    settings: Arc<Settings>,
+    settings: Settings,
     aws: AwsClients,
     queue_url: String,
     database: Database,
@@ -104,7 +103,7 @@ impl Transformer {
             .await
             .map_err(|err| StartError::Database(barge_core::error_chain(&err)))?;
         Ok(Self {
-            settings: Arc::new(settings),
+            settings,
             aws,
             queue_url,
             database,
