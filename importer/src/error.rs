@@ -26,25 +26,15 @@ pub enum ImportError {
         /// The first 200 bytes of the body, which usually say why.
         body_start: String,
     },
-    /// The body is not JSON.
-    #[error("source {source_name:?}: GET {url} did not return JSON: {reason}")]
-    NotJson {
+    /// The body is not a JSON array.
+    #[error("source {source_name:?}: GET {url} did not return a batch: {format}")]
+    Format {
         /// Source name.
         source_name: String,
         /// Requested URL.
         url: String,
-        /// Parser message with line and column.
-        reason: String,
-    },
-    /// The body is JSON but not an array of records.
-    #[error("source {source_name:?}: GET {url} returned {found}, expected a JSON array of records")]
-    NotArray {
-        /// Source name.
-        source_name: String,
-        /// Requested URL.
-        url: String,
-        /// What kind of JSON value came back.
-        found: &'static str,
+        /// What the body is instead.
+        format: barge_core::batch::BatchFormatError,
     },
     /// The raw object could not be written to S3.
     #[error("source {source_name:?}: cannot archive s3://{bucket}/{key}: {reason}")]
@@ -77,7 +67,7 @@ impl ImportError {
         match self {
             Self::Transport { .. } | Self::Archive { .. } | Self::Announce { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::NotJson { .. } | Self::NotArray { .. } => false,
+            Self::Format { .. } => false,
         }
     }
 }

@@ -12,7 +12,6 @@ use barge_core::message::{MESSAGE_VERSION, archive_key};
 use barge_core::{BatchMessage, Settings, Source};
 use bytes::Bytes;
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -124,7 +123,7 @@ impl Importer {
             bucket: self.settings.storage.bucket.clone(),
             key,
             record_count,
-            sha256: format!("{:x}", Sha256::digest(&body)),
+            sha256: barge_core::content_digest(&body),
             fetched_at,
         };
         self.archive(&message, body).await?;
@@ -151,24 +150,12 @@ impl Importer {
                 body_start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             });
         }
-        let records = match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Array(records)) => records.len() as u64,
-            Ok(other) => {
-                return Err(ImportError::NotArray {
-                    source_name: source.name.clone(),
-                    url: source.url.clone(),
-                    found: barge_core::json_kind(&other),
-                });
-            }
-            Err(err) => {
-                return Err(ImportError::NotJson {
-                    source_name: source.name.clone(),
-                    url: source.url.clone(),
-                    reason: err.to_string(),
-                });
-            }
-        };
-        Ok((body, records))
+        let records = barge_core::parse_records(&body).map_err(|format| ImportError::Format {
+            source_name: source.name.clone(),
+            url: source.url.clone(),
+            format,
+        })?;
+        Ok((body, records.len() as u64))
     }
 
     /// Writes the raw bytes; `If-None-Match: *` makes the archive write-once, so a key can never

@@ -41,21 +41,13 @@ pub enum ProcessError {
         /// Digest of the downloaded bytes.
         actual: String,
     },
-    /// The object is not JSON.
-    #[error("{key}: not valid JSON: {reason}")]
-    NotJson {
+    /// The object is not a JSON array of records.
+    #[error("{key}: {format}")]
+    Format {
         /// Object key.
         key: String,
-        /// Parser message with line and column.
-        reason: String,
-    },
-    /// The object is JSON but not an array of records.
-    #[error("{key}: expected a JSON array of records, found {found}")]
-    NotArray {
-        /// Object key.
-        key: String,
-        /// What kind of JSON value it is.
-        found: &'static str,
+        /// What the object is instead.
+        format: barge_core::batch::BatchFormatError,
     },
     /// A record does not fit the source's columns.
     #[error("{key}: {record}")]
@@ -88,8 +80,7 @@ impl ProcessError {
             Self::Message(_)
             | Self::UnknownSource { .. }
             | Self::Checksum { .. }
-            | Self::NotJson { .. }
-            | Self::NotArray { .. }
+            | Self::Format { .. }
             | Self::Record { .. } => false,
         }
     }

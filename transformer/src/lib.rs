@@ -7,7 +7,6 @@ use std::time::Duration;
 use aws_sdk_sqs::types::Message;
 use barge_core::aws::{AwsClients, QueueUrlError};
 use barge_core::{BatchMessage, Settings};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -224,7 +223,7 @@ impl Transformer {
                     source_name: announced.source.clone(),
                 })?;
         let bytes = self.download(&announced).await?;
-        let actual = format!("{:x}", Sha256::digest(&bytes));
+        let actual = barge_core::content_digest(&bytes);
         if actual != announced.sha256 {
             return Err(ProcessError::Checksum {
                 key: key.to_owned(),
@@ -232,21 +231,10 @@ impl Transformer {
                 actual,
             });
         }
-        let records = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(serde_json::Value::Array(records)) => records,
-            Ok(other) => {
-                return Err(ProcessError::NotArray {
-                    key: key.to_owned(),
-                    found: barge_core::json_kind(&other),
-                });
-            }
-            Err(err) => {
-                return Err(ProcessError::NotJson {
-                    key: key.to_owned(),
-                    reason: err.to_string(),
-                });
-            }
-        };
+        let records = barge_core::parse_records(&bytes).map_err(|format| ProcessError::Format {
+            key: key.to_owned(),
+            format,
+        })?;
         let rows = records
             .iter()
             .enumerate()

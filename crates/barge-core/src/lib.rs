@@ -6,12 +6,14 @@
 //! `importer` and `transformer` crates respectively.
 
 pub mod aws;
+pub mod batch;
 pub mod message;
 pub mod settings;
 pub mod shutdown;
 pub mod source;
 pub mod telemetry;
 
+pub use batch::{content_digest, json_kind, parse_records};
 pub use message::BatchMessage;
 pub use settings::Settings;
 pub use source::{Column, ColumnType, Source};
@@ -31,16 +33,4 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         cause = inner.source();
     }
     text
-}
-
-/// A JSON value's kind with its article, for messages like "found an object, expected …".
-pub fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }

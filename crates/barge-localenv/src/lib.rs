@@ -22,6 +22,11 @@ pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 60;
 /// `cargo xtask test` for the integration tests.
 pub const TEST_DATABASE_URL: &str = "BARGE_TEST_DATABASE_URL";
 
+/// An SDK error with its whole cause chain (its own message is only "service error").
+fn sdk_error(err: impl std::error::Error) -> anyhow::Error {
+    anyhow::anyhow!(barge_core::error_chain(&err))
+}
+
 /// Creates `bucket` unless it exists already.
 pub async fn ensure_bucket(aws: &AwsClients, bucket: &str) -> anyhow::Result<()> {
     match aws.s3.create_bucket().bucket(bucket).send().await {
@@ -33,8 +38,7 @@ pub async fn ensure_bucket(aws: &AwsClients, bucket: &str) -> anyhow::Result<()>
         {
             Ok(())
         }
-        Err(err) => Err(anyhow::anyhow!(barge_core::error_chain(&err)))
-            .with_context(|| format!("creating bucket {bucket}")),
+        Err(err) => Err(sdk_error(err)).with_context(|| format!("creating bucket {bucket}")),
     }
 }
 
@@ -50,7 +54,7 @@ pub async fn ensure_queue(aws: &AwsClients, queue: &str) -> anyhow::Result<Strin
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|err| anyhow::anyhow!(barge_core::error_chain(&err)))
+        .map_err(sdk_error)
         .with_context(|| format!("reading the ARN of {dlq}"))?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
@@ -80,7 +84,7 @@ async fn create_queue(
         .set_attributes(Some(attributes))
         .send()
         .await
-        .map_err(|err| anyhow::anyhow!(barge_core::error_chain(&err)))
+        .map_err(sdk_error)
         .with_context(|| format!("creating queue {name}"))?
         .queue_url
         .with_context(|| format!("CreateQueue for {name} returned no URL"))
@@ -218,14 +222,13 @@ impl TestEnv {
         body: &[u8],
         record_count: u64,
     ) -> BatchMessage {
-        use sha2::Digest;
         let message = BatchMessage {
             version: barge_core::message::MESSAGE_VERSION,
             source: source.to_owned(),
             bucket: self.settings.storage.bucket.clone(),
             key: key.to_owned(),
             record_count,
-            sha256: format!("{:x}", sha2::Sha256::digest(body)),
+            sha256: barge_core::content_digest(body),
             fetched_at: chrono::Utc::now(),
         };
         self.aws
