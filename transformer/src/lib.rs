@@ -173,7 +173,12 @@ impl Transformer {
         let mut messages = messages.into_iter();
         for message in messages.by_ref() {
             let message_id = message.message_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("message", message_id = %message_id);
+            let span = tracing::info_span!(
+                "message",
+                message_id = %message_id,
+                source = tracing::field::Empty,
+                key = tracing::field::Empty,
+            );
             match self.handle(&message).instrument(span).await {
                 Ok(loaded) => report.loaded.push(loaded),
                 Err(error) => report.failed.push(Failed { message_id, error }),
@@ -194,8 +199,6 @@ impl Transformer {
         match &outcome {
             Ok(loaded) => {
                 tracing::info!(
-                    source = %loaded.source,
-                    key = %loaded.key,
                     records = loaded.records,
                     changed = loaded.changed,
                     "batch committed"
@@ -215,6 +218,9 @@ impl Transformer {
     async fn load(&mut self, body: &str) -> Result<Loaded, ProcessError> {
         let announced = BatchMessage::parse(body)?;
         let key = announced.key.as_str();
+        tracing::Span::current()
+            .record("source", announced.source.as_str())
+            .record("key", key);
         let source =
             self.settings
                 .source(&announced.source)
