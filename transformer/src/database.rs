@@ -7,9 +7,10 @@
 use std::pin::pin;
 
 use barge_core::Source;
+use barge_core::settings::DatabaseSettings;
+use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls};
 
 use crate::record::{Cell, pg_type};
 
@@ -23,30 +24,17 @@ const DDL_LOCK: i64 = 0x6261_7267_6501;
 
 /// A lazily (re)connected PostgreSQL session: if the server restarts, the next batch reconnects
 /// instead of the daemon dying.
+#[derive(Debug)]
 pub struct Database {
-    config: tokio_postgres::Config,
+    settings: DatabaseSettings,
     client: Option<Client>,
 }
 
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The config holds the password; show only where it points.
-        f.debug_struct("Database")
-            .field("host", &self.config.get_hosts())
-            .field("dbname", &self.config.get_dbname())
-            .field(
-                "connected",
-                &self.client.as_ref().is_some_and(|c| !c.is_closed()),
-            )
-            .finish()
-    }
-}
-
 impl Database {
-    /// A session for `config`; nothing connects until first use.
-    pub fn new(config: tokio_postgres::Config) -> Self {
+    /// A session for `settings`; nothing connects until first use.
+    pub fn new(settings: DatabaseSettings) -> Self {
         Self {
-            config,
+            settings,
             client: None,
         }
     }
@@ -54,13 +42,7 @@ impl Database {
     /// The live client, connecting first if there is none or the last one closed.
     pub async fn client(&mut self) -> Result<&mut Client, tokio_postgres::Error> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self.config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(error = %barge_core::error_chain(&err), "database connection closed");
-                }
-            });
-            self.client = Some(client);
+            self.client = Some(self.settings.connect().await?);
         }
         Ok(self.client.as_mut().expect("connected just above"))
     }

@@ -96,7 +96,7 @@ impl Transformer {
     /// start-up rather than on the first message.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
-        let mut database = Database::new(settings.database.pg_config());
+        let mut database = Database::new(settings.database.clone());
         database
             .ensure_tables(&settings.sources)
             .await

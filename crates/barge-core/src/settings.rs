@@ -119,9 +119,20 @@ impl Default for DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// A `tokio-postgres` configuration for these settings; the password only leaves its
-    /// `SecretString` here, straight into the driver.
-    pub fn pg_config(&self) -> tokio_postgres::Config {
+    /// A connected client. The one place barge opens PostgreSQL connections, so the password
+    /// leaves its `SecretString` only here, straight into the driver. The connection runs on its
+    /// own task; when it ends with an error the client reports closed and the error is logged.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = self.pg_config().connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(error = %crate::error_chain(&err), "database connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    fn pg_config(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.host)

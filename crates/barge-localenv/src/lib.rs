@@ -92,12 +92,10 @@ async fn create_queue(
 
 /// Creates database `name` unless it exists, connecting as `admin` to its maintenance database.
 pub async fn ensure_database(admin: &DatabaseSettings, name: &str) -> anyhow::Result<()> {
-    let (client, connection) = admin
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
+    let client = admin
+        .connect()
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}:{}", admin.host, admin.port))?;
-    tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
@@ -258,15 +256,11 @@ impl TestEnv {
 
     /// A client of this test's database.
     pub async fn db(&self) -> tokio_postgres::Client {
-        let (client, connection) = self
-            .settings
+        self.settings
             .database
-            .pg_config()
-            .connect(tokio_postgres::NoTls)
+            .connect()
             .await
-            .expect("connect to the test database");
-        tokio::spawn(connection);
-        client
+            .expect("connect to the test database")
     }
 
     /// Keys of every object in this test's bucket.

@@ -75,12 +75,7 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
 }
 
 async fn show_rows(settings: &Settings) -> anyhow::Result<()> {
-    let (client, connection) = settings
-        .database
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(connection);
+    let client = settings.database.connect().await?;
     let count: i64 = client
         .query_one("SELECT count(*) FROM posts", &[])
         .await?

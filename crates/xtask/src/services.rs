@@ -501,13 +501,11 @@ impl Postgres {
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        let (client, connection) = self
+        let client = self
             .settings("postgres")
-            .pg_config()
-            .connect(tokio_postgres::NoTls)
+            .connect()
             .await
             .context("PostgreSQL started but refuses the barge login")?;
-        tokio::spawn(connection);
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
