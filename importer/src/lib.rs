@@ -150,12 +150,13 @@ impl Importer {
                 body_start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             });
         }
-        let records = barge_core::parse_records(&body).map_err(|format| ImportError::Format {
+        let records = barge_core::split_records(&body).map_err(|format| ImportError::Format {
             source_name: source.name.clone(),
             url: source.url.clone(),
             format,
         })?;
-        Ok((body, records.len() as u64))
+        let record_count = records.len() as u64;
+        Ok((body, record_count))
     }
 
     /// Writes the raw bytes; `If-None-Match: *` makes the archive write-once, so a key can never

@@ -1,25 +1,34 @@
-//! PostgreSQL side: creating each source's table and loading a batch as one transaction.
+//! PostgreSQL side: creating each source's table and the ledger, and loading a batch as one
+//! transaction.
 //!
-//! A batch is binary-COPied into a temporary staging table, then merged into the target with one
-//! `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT (key) DO UPDATE`. The whole batch commits or
-//! none of it does, and loading the same batch again changes nothing.
+//! A load first claims the object in the ledger ([`crate::ledger`]), then binary-COPies the rows:
+//! straight into the table for an append-only source; for a keyed source into a temporary staging
+//! table, merged into the target with one `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT (key)
+//! DO UPDATE … WHERE` the incoming batch is not older than the row's. The ledger row, the rows and
+//! nothing else commit together.
 
 use std::pin::pin;
 
 use barge_core::Source;
 use barge_core::settings::DatabaseSettings;
-use tokio_postgres::Client;
+use chrono::{DateTime, Utc};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Transaction};
 
+use crate::ledger::{self, LedgerEntry};
 use crate::record::{Cell, pg_type};
 
 /// Name of the per-transaction staging table.
 const STAGE: &str = "barge_stage";
-/// Staging column that keeps each record's position, so the last of duplicate keys wins.
+/// Staging column numbering records in batch order (an identity, filled by COPY in input
+/// order), so that the last of duplicate keys wins.
 const ORDINAL: &str = "barge_ordinal";
+/// Column of every source table: when the batch that last wrote the row was fetched. A batch
+/// older than that never overwrites the row.
+pub const FETCHED_AT: &str = "barge_fetched_at";
 /// Advisory lock taken around DDL so that transformers starting together do not race on
-/// `CREATE TABLE IF NOT EXISTS` (which is not atomic against itself).
+/// `CREATE … IF NOT EXISTS` (which is not atomic against itself).
 const DDL_LOCK: i64 = 0x6261_7267_6501;
 
 /// A lazily (re)connected PostgreSQL session: if the server restarts, the next batch reconnects
@@ -47,44 +56,96 @@ impl Database {
         Ok(self.client.as_mut().expect("connected just above"))
     }
 
-    /// Creates the tables of `sources` that do not exist yet.
+    /// Creates the ledger and the tables of `sources` that do not exist yet.
     pub async fn ensure_tables(&mut self, sources: &[Source]) -> Result<(), tokio_postgres::Error> {
         let client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
             .await?;
+        tx.batch_execute(ledger::CREATE_SQL).await?;
         for source in sources {
             tx.batch_execute(&create_table_sql(source)).await?;
         }
         tx.commit().await
     }
 
-    /// Loads `rows` (cells in column order) into `source`'s table in one transaction and returns
-    /// how many rows were inserted or changed.
+    /// Whether the object is in the ledger, i.e. loaded already.
+    pub async fn is_loaded(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        sha256: &str,
+    ) -> Result<bool, tokio_postgres::Error> {
+        ledger::contains(self.client().await?, bucket, key, sha256).await
+    }
+
+    /// Loads `rows` (cells in column order) of the object `entry` describes into `source`'s table,
+    /// in one transaction with its ledger entry. Returns how many rows were inserted or changed,
+    /// or `None` when the object turned out to be loaded already (by another transformer).
     pub async fn load(
         &mut self,
         source: &Source,
+        entry: &LedgerEntry,
         rows: &[Vec<Cell>],
-    ) -> Result<u64, tokio_postgres::Error> {
+    ) -> Result<Option<u64>, tokio_postgres::Error> {
         let client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.batch_execute(&create_stage_sql(source)).await?;
-        let sink = tx.copy_in(&copy_stage_sql(source)).await?;
-        let types: Vec<Type> = std::iter::once(Type::INT8)
-            .chain(source.columns.iter().map(|c| pg_type(c.column_type)))
-            .collect();
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        for (ordinal, row) in (0_i64..).zip(rows) {
-            let values: Vec<&(dyn ToSql + Sync)> = std::iter::once(&ordinal as &(dyn ToSql + Sync))
-                .chain(row.iter().map(|cell| cell as &(dyn ToSql + Sync)))
-                .collect();
-            writer.as_mut().write(&values).await?;
+        if !ledger::claim(&tx, entry).await? {
+            return Ok(None);
         }
-        writer.finish().await?;
-        let changed = tx.execute(&merge_sql(source), &[]).await?;
+        let changed = if source.is_keyed() {
+            tx.batch_execute(&create_stage_sql(source)).await?;
+            copy_rows(
+                &tx,
+                &copy_sql(STAGE, source),
+                source,
+                rows,
+                &entry.fetched_at,
+            )
+            .await?;
+            tx.execute(&merge_sql(source), &[]).await?
+        } else {
+            copy_rows(
+                &tx,
+                &copy_sql(&quote(&source.table), source),
+                source,
+                rows,
+                &entry.fetched_at,
+            )
+            .await?
+        };
+        ledger::finish(&tx, entry, changed).await?;
         tx.commit().await?;
-        Ok(changed)
+        Ok(Some(changed))
     }
+}
+
+/// Binary-COPies `rows`, each followed by the batch's `fetched_at`, with the `COPY` statement
+/// `sql`; returns the number of rows copied.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    sql: &str,
+    source: &Source,
+    rows: &[Vec<Cell>],
+    fetched_at: &DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    let types: Vec<Type> = source
+        .columns
+        .iter()
+        .map(|c| pg_type(c.column_type))
+        .chain(std::iter::once(Type::TIMESTAMPTZ))
+        .collect();
+    let sink = tx.copy_in(sql).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for row in rows {
+        let values: Vec<&(dyn ToSql + Sync)> = row
+            .iter()
+            .map(|cell| cell as &(dyn ToSql + Sync))
+            .chain(std::iter::once(fetched_at as &(dyn ToSql + Sync)))
+            .collect();
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await
 }
 
 fn quote(identifier: &str) -> String {
@@ -111,7 +172,8 @@ fn key_list(source: &Source) -> String {
         .join(", ")
 }
 
-/// `CREATE TABLE IF NOT EXISTS` with the declared types, nullability and primary key.
+/// `CREATE TABLE IF NOT EXISTS` with the declared types and nullability, the batch time column,
+/// and the primary key when there is one.
 pub fn create_table_sql(source: &Source) -> String {
     let columns: Vec<String> = source
         .columns
@@ -121,11 +183,15 @@ pub fn create_table_sql(source: &Source) -> String {
             format!("{} {}{null}", quote(&c.name), c.column_type.sql_name())
         })
         .collect();
+    let key = if source.is_keyed() {
+        format!(", PRIMARY KEY ({})", key_list(source))
+    } else {
+        String::new()
+    };
     format!(
-        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+        "CREATE TABLE IF NOT EXISTS {} ({}, {FETCHED_AT} timestamptz NOT NULL{key})",
         quote(&source.table),
         columns.join(", "),
-        key_list(source)
     )
 }
 
@@ -136,55 +202,56 @@ fn create_stage_sql(source: &Source) -> String {
         .map(|c| format!("{} {}", quote(&c.name), c.column_type.sql_name()))
         .collect();
     format!(
-        "CREATE TEMP TABLE {STAGE} ({ORDINAL} bigint, {}) ON COMMIT DROP",
+        "CREATE TEMP TABLE {STAGE} ({ORDINAL} bigint GENERATED ALWAYS AS IDENTITY, {}, \
+         {FETCHED_AT} timestamptz) ON COMMIT DROP",
         columns.join(", ")
     )
 }
 
-fn copy_stage_sql(source: &Source) -> String {
+/// COPY of the declared columns and the batch time into `table` (the stage or the target).
+fn copy_sql(table: &str, source: &Source) -> String {
     format!(
-        "COPY {STAGE} ({ORDINAL}, {}) FROM STDIN (FORMAT binary)",
+        "COPY {table} ({}, {FETCHED_AT}) FROM STDIN (FORMAT binary)",
         column_list(source)
     )
 }
 
-/// The merge: the last record of each key wins, existing rows are updated only when something
-/// differs (so a redelivered batch writes nothing), and key-only tables just insert.
+/// The merge: the last record of each key in the batch wins; an existing row is overwritten
+/// only by a batch fetched later than the one that last wrote it (or at the same time with other
+/// values), so a redelivered or replayed older batch changes nothing a newer one wrote.
 pub fn merge_sql(source: &Source) -> String {
+    let table = quote(&source.table);
     let columns = column_list(source);
     let keys = key_list(source);
-    let values: Vec<&str> = source
+    let values: Vec<String> = source
         .columns
         .iter()
         .filter(|c| !source.is_key(c))
-        .map(|c| c.name.as_str())
+        .map(|c| quote(&c.name))
         .collect();
-    let on_conflict = if values.is_empty() {
-        "DO NOTHING".to_owned()
+    let set: Vec<String> = values
+        .iter()
+        .chain(std::iter::once(&FETCHED_AT.to_owned()))
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    let newer = format!("{table}.{FETCHED_AT} < EXCLUDED.{FETCHED_AT}");
+    let condition = if values.is_empty() {
+        newer
     } else {
-        let set: Vec<String> = values
-            .iter()
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
-            .collect();
-        let target: Vec<String> = values
-            .iter()
-            .map(|c| format!("{}.{}", quote(&source.table), quote(c)))
-            .collect();
-        let excluded: Vec<String> = values
-            .iter()
-            .map(|c| format!("EXCLUDED.{}", quote(c)))
-            .collect();
+        let target: Vec<String> = values.iter().map(|c| format!("{table}.{c}")).collect();
+        let excluded: Vec<String> = values.iter().map(|c| format!("EXCLUDED.{c}")).collect();
         format!(
-            "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
-            set.join(", "),
+            "{newer} OR ({table}.{FETCHED_AT} = EXCLUDED.{FETCHED_AT} AND ({}) IS DISTINCT FROM ({}))",
             target.join(", "),
             excluded.join(", ")
         )
     };
     format!(
-        "INSERT INTO {table} ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM {STAGE} \
-         ORDER BY {keys}, {ORDINAL} DESC ON CONFLICT ({keys}) {on_conflict}",
-        table = quote(&source.table)
+        "INSERT INTO {table} ({columns}, {FETCHED_AT}) \
+         SELECT DISTINCT ON ({keys}) {columns}, {FETCHED_AT} FROM {STAGE} \
+         ORDER BY {keys}, {ORDINAL} DESC \
+         ON CONFLICT ({keys}) DO UPDATE SET {} WHERE {condition}",
+        set.join(", ")
     )
 }
 
@@ -197,12 +264,24 @@ mod tests {
         assert_eq!(
             create_table_sql(&Source::jsonplaceholder_posts()),
             "CREATE TABLE IF NOT EXISTS \"posts\" (\"id\" bigint NOT NULL, \"user_id\" bigint NOT NULL, \
-             \"title\" text NOT NULL, \"body\" text NOT NULL, PRIMARY KEY (\"id\"))"
+             \"title\" text NOT NULL, \"body\" text NOT NULL, barge_fetched_at timestamptz NOT NULL, \
+             PRIMARY KEY (\"id\"))"
         );
     }
 
     #[test]
-    fn merge_updates_only_changed_rows_and_keeps_the_last_duplicate() {
+    fn append_only_tables_have_no_key() {
+        let mut source = Source::jsonplaceholder_posts();
+        source.primary_key.clear();
+        assert!(
+            create_table_sql(&source).ends_with("barge_fetched_at timestamptz NOT NULL)"),
+            "{}",
+            create_table_sql(&source)
+        );
+    }
+
+    #[test]
+    fn merge_keeps_the_last_duplicate_and_never_lets_an_older_batch_win() {
         let sql = merge_sql(&Source::jsonplaceholder_posts());
         assert!(sql.contains("SELECT DISTINCT ON (\"id\")"), "{sql}");
         assert!(sql.contains("ORDER BY \"id\", barge_ordinal DESC"), "{sql}");
@@ -210,13 +289,23 @@ mod tests {
             sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"user_id\" = EXCLUDED.\"user_id\""),
             "{sql}"
         );
-        assert!(sql.contains("WHERE (\"posts\".\"user_id\", \"posts\".\"title\", \"posts\".\"body\") IS DISTINCT FROM"), "{sql}");
+        assert!(
+            sql.contains(
+                "WHERE \"posts\".barge_fetched_at < EXCLUDED.barge_fetched_at OR \
+                 (\"posts\".barge_fetched_at = EXCLUDED.barge_fetched_at AND \
+                 (\"posts\".\"user_id\", \"posts\".\"title\", \"posts\".\"body\") IS DISTINCT FROM"
+            ),
+            "{sql}"
+        );
     }
 
     #[test]
-    fn key_only_tables_do_nothing_on_conflict() {
+    fn key_only_tables_only_move_the_batch_time_forward() {
         let mut source = Source::jsonplaceholder_posts();
         source.columns.truncate(1);
-        assert!(merge_sql(&source).ends_with("ON CONFLICT (\"id\") DO NOTHING"));
+        assert!(merge_sql(&source).ends_with(
+            "DO UPDATE SET barge_fetched_at = EXCLUDED.barge_fetched_at \
+             WHERE \"posts\".barge_fetched_at < EXCLUDED.barge_fetched_at"
+        ));
     }
 }

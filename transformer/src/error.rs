@@ -1,18 +1,38 @@
-//! What can go wrong with one SQS message. Every variant names the object key (or the message,
-//! when there is no key yet) and says whether a redelivery may succeed.
+//! What can go wrong with one SQS message, and what then happens to it. Every variant names the
+//! object (bucket and key) or, before there is one, the message body's problem.
 //!
-//! Either way the message is *not* deleted: SQS redelivers it after the visibility timeout and,
-//! after the queue's `maxReceiveCount`, moves it to the dead-letter queue. Nothing is lost, and the
-//! raw object stays in the archive for replay.
+//! The class decides the message's fate:
+//! - **transient** ([`ProcessError::is_transient`]): the daemon keeps the message (its visibility
+//!   extended) and tries again with backoff; nothing is consumed.
+//! - **permanent**: no retry can help. The message is moved to the dead-letter queue at once with
+//!   this error as its reason, and removed from the main queue. The raw object stays archived.
+//!
+//! Records that do not fit their columns are not errors of the message: they are rejected one by
+//! one (see [`crate::rejects`]) unless too many are, which is [`ProcessError::TooManyRejects`].
 
-use crate::record::RecordError;
+use barge_core::batch::BatchFormatError;
+use barge_core::message::MessageError;
 
 /// Why a message's batch was not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// The body is not a batch message this build reads (foreign, corrupt or newer format).
+    /// The body is neither a barge batch message this build reads nor an S3 event.
     #[error("message body is unusable: {0}")]
-    Message(#[from] barge_core::message::MessageError),
+    Message(#[from] MessageError),
+    /// The message points outside the archive this transformer is configured to read.
+    #[error(
+        "s3://{bucket}/{key}: not under s3://{archive_bucket}/{archive_prefix}/, which is all this transformer loads"
+    )]
+    ForeignObject {
+        /// Bucket from the message.
+        bucket: String,
+        /// Key from the message.
+        key: String,
+        /// `storage.bucket`.
+        archive_bucket: String,
+        /// `storage.prefix`.
+        archive_prefix: String,
+    },
     /// The message names a source these settings do not declare.
     #[error("{key}: source {source_name:?} is not declared in the settings")]
     UnknownSource {
@@ -21,7 +41,17 @@ pub enum ProcessError {
         /// Source name from the message.
         source_name: String,
     },
-    /// The object could not be read from S3.
+    /// The announced object does not exist.
+    #[error("s3://{bucket}/{key}: object does not exist: {reason}")]
+    MissingObject {
+        /// Bucket from the message.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The SDK's full error chain.
+        reason: String,
+    },
+    /// The object could not be read from S3 this time (network, throttling, 5xx, permissions).
     #[error("s3://{bucket}/{key}: cannot download: {reason}")]
     Download {
         /// Bucket from the message.
@@ -47,15 +77,36 @@ pub enum ProcessError {
         /// Object key.
         key: String,
         /// What the object is instead.
-        format: barge_core::batch::BatchFormatError,
+        format: BatchFormatError,
     },
-    /// A record does not fit the source's columns.
-    #[error("{key}: {record}")]
-    Record {
+    /// More of the object's records were rejected than the source allows.
+    #[error(
+        "{key}: {rejected} of {read} records rejected, more than the source's max_reject_ratio \
+         {limit}; first: {first}"
+    )]
+    TooManyRejects {
         /// Object key.
         key: String,
-        /// Which record and field, and why.
-        record: RecordError,
+        /// Records that did not fit.
+        rejected: usize,
+        /// Records in the object.
+        read: usize,
+        /// The source's `max_reject_ratio`.
+        limit: f64,
+        /// The first rejected record's error, as an example.
+        first: String,
+    },
+    /// The rejected records could not be written to S3; nothing was loaded.
+    #[error("{key}: cannot write its rejected records to s3://{bucket}/{rejects_key}: {reason}")]
+    Rejects {
+        /// Object key.
+        key: String,
+        /// Bucket of the rejects object.
+        bucket: String,
+        /// Key of the rejects object.
+        rejects_key: String,
+        /// The SDK's full error chain.
+        reason: String,
     },
     /// PostgreSQL refused or could not be reached; the transaction was rolled back.
     #[error("{key}: loading into table {table:?} failed: {reason}")]
@@ -67,21 +118,42 @@ pub enum ProcessError {
         /// The driver's full error chain, with PostgreSQL's own message.
         reason: String,
         /// Whether the SQLSTATE (or a lost connection) says a retry may succeed.
-        retryable: bool,
+        transient: bool,
     },
 }
 
 impl ProcessError {
-    /// Whether redelivering the same message may succeed without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
+    /// Whether trying the same message again, unchanged, may succeed: the dependency was down,
+    /// slow or throttling. Everything else is permanent for the message.
+    pub fn is_transient(&self) -> bool {
         match self {
-            Self::Download { .. } => true,
-            Self::Database { retryable, .. } => *retryable,
+            Self::Download { .. } | Self::Rejects { .. } => true,
+            Self::Database { transient, .. } => *transient,
             Self::Message(_)
+            | Self::ForeignObject { .. }
             | Self::UnknownSource { .. }
+            | Self::MissingObject { .. }
             | Self::Checksum { .. }
             | Self::Format { .. }
-            | Self::Record { .. } => false,
+            | Self::TooManyRejects { .. } => false,
+        }
+    }
+
+    /// A stable, short name of the error's kind: the `barge-error-class` attribute of a
+    /// dead-lettered message, for filtering and alerting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message(MessageError::UnsupportedVersion(_)) => "unsupported-version",
+            Self::Message(MessageError::Malformed(_)) => "malformed-message",
+            Self::ForeignObject { .. } => "foreign-object",
+            Self::UnknownSource { .. } => "unknown-source",
+            Self::MissingObject { .. } => "missing-object",
+            Self::Download { .. } => "download",
+            Self::Checksum { .. } => "checksum-mismatch",
+            Self::Format { .. } => "unreadable-object",
+            Self::TooManyRejects { .. } => "too-many-rejects",
+            Self::Rejects { .. } => "rejects-write",
+            Self::Database { .. } => "database",
         }
     }
 
@@ -90,7 +162,7 @@ impl ProcessError {
             key: key.to_owned(),
             table: table.to_owned(),
             reason: barge_core::error_chain(err),
-            retryable: is_transient(err),
+            transient: is_transient(err),
         }
     }
 }

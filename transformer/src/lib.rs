@@ -1,53 +1,84 @@
 //! The transformer: long-poll SQS, fetch each announced object from S3, check and map its
-//! records onto the source's typed columns, upsert them into PostgreSQL in one transaction, and
-//! only then delete the message.
+//! records onto the source's typed columns, load them into PostgreSQL in one transaction with the
+//! object's ledger entry, and only then delete the message.
+//!
+//! The map:
+//! - [`queue`]: receive, delete, hand back, and the heartbeat that keeps held messages invisible;
+//! - [`notice`]: what a message body announces;
+//! - [`decode`] and [`record`]: one record's JSON text onto typed cells;
+//! - [`rejects`]: records that do not fit, written to S3 as NDJSON;
+//! - [`database`] and [`ledger`]: tables, the load transaction, and the exactly-once ledger;
+//! - [`dead_letter`]: the dead-letter queue, for messages no retry can help;
+//! - [`error`]: what can go wrong with a message, and which class it is.
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::Message;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use barge_core::aws::{AwsClients, QueueUrlError};
 use barge_core::{BatchMessage, Settings};
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 mod database;
+mod dead_letter;
+pub mod decode;
 mod error;
+mod ledger;
+pub mod notice;
+mod queue;
 pub mod record;
+pub mod rejects;
 
 use database::Database;
+use dead_letter::{DeadLetterError, DeadLetters};
 pub use error::ProcessError;
+use ledger::LedgerEntry;
+use notice::Notice;
+use queue::Queue;
+pub use queue::ReceiveError;
+use rejects::Reject;
 
-/// SQS returns at most ten messages per receive.
-const MAX_MESSAGES: i32 = 10;
 /// Wait of each receive while draining: long enough to see messages LocalStack or SQS is still
 /// delivering, short enough to notice an empty queue quickly.
 const DRAIN_WAIT_SECONDS: i32 = 1;
-/// Pause after a failed receive, so a broken queue does not become a busy loop.
-const RECEIVE_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How often `drain` tries a message that fails transiently before leaving it on the queue.
+const DRAIN_ATTEMPTS: u32 = 3;
+/// The heartbeat extends held messages every third of the visibility timeout, so the timeout
+/// must leave room for a few extensions to fail.
+const MIN_VISIBILITY: Duration = Duration::from_secs(3);
 
 /// Loads announced batches into PostgreSQL.
 #[derive(Debug)]
 pub struct Transformer {
     settings: Settings,
     aws: AwsClients,
-    queue_url: String,
+    queue: Queue,
+    dead_letters: DeadLetters,
     database: Database,
 }
 
-/// A batch that is committed and whose message is deleted.
+/// A batch whose rows are committed (and whose message is deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// Source name.
     pub source: String,
     /// Object key.
     pub key: String,
-    /// Records in the batch.
-    pub records: u64,
-    /// Rows inserted or changed (0 when the batch was already loaded).
-    pub changed: u64,
+    /// Records in the object.
+    pub records_read: u64,
+    /// Records mapped onto rows and loaded.
+    pub records_loaded: u64,
+    /// Records rejected (written to `rejects_url`).
+    pub records_rejected: u64,
+    /// Rows inserted or changed.
+    pub rows_changed: u64,
+    /// `s3://bucket/key` of the rejected records, if any.
+    pub rejects_url: Option<String>,
 }
 
-/// A message that was left on the queue.
+/// A message that was not loaded, and why.
 #[derive(Debug)]
 pub struct Failed {
     /// SQS message id.
@@ -56,19 +87,59 @@ pub struct Failed {
     pub error: ProcessError,
 }
 
-/// What one pass over the queue did.
+/// What one pass over the queue did with each message.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Batches loaded and deleted.
     pub loaded: Vec<Loaded>,
-    /// Messages left for redelivery (and, eventually, the dead-letter queue).
-    pub failed: Vec<Failed>,
+    /// Keys of objects found in the ledger already; their messages were deleted.
+    pub duplicates: Vec<String>,
+    /// S3 test events acknowledged.
+    pub ignored: usize,
+    /// Messages moved to the dead-letter queue, with their reasons.
+    pub dead_lettered: Vec<Failed>,
+    /// Messages that kept failing transiently and were left for redelivery (`drain` only).
+    pub retry_later: Vec<Failed>,
+    /// Messages handed back to the queue because of shutdown.
+    pub released: usize,
+}
+
+/// What happened to one message in the end.
+#[derive(Debug)]
+enum Outcome {
+    Done(Done),
+    DeadLettered(ProcessError),
+    RetryLater(ProcessError),
+    Released,
+}
+
+/// A message whose work is done and which can be deleted.
+#[derive(Debug)]
+enum Done {
+    Loaded(Loaded),
+    Duplicate(String),
+    Ignored,
 }
 
 impl Report {
+    fn record(&mut self, message_id: String, outcome: Outcome) {
+        match outcome {
+            Outcome::Done(Done::Loaded(loaded)) => self.loaded.push(loaded),
+            Outcome::Done(Done::Duplicate(key)) => self.duplicates.push(key),
+            Outcome::Done(Done::Ignored) => self.ignored += 1,
+            Outcome::DeadLettered(error) => self.dead_lettered.push(Failed { message_id, error }),
+            Outcome::RetryLater(error) => self.retry_later.push(Failed { message_id, error }),
+            Outcome::Released => self.released += 1,
+        }
+    }
+
     fn absorb(&mut self, other: Report) {
         self.loaded.extend(other.loaded);
-        self.failed.extend(other.failed);
+        self.duplicates.extend(other.duplicates);
+        self.ignored += other.ignored;
+        self.dead_lettered.extend(other.dead_lettered);
+        self.retry_later.extend(other.retry_later);
+        self.released += other.released;
     }
 }
 
@@ -78,243 +149,460 @@ pub enum StartError {
     /// The configured queue does not exist or cannot be reached.
     #[error(transparent)]
     Queue(#[from] QueueUrlError),
+    /// The queue's attributes could not be read or do not suit the transformer.
+    #[error("queue {queue}: {reason}")]
+    QueueAttributes {
+        /// The queue's URL.
+        queue: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// There is no usable dead-letter queue.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
     /// PostgreSQL is unreachable or refused the table definitions.
     #[error("cannot prepare the database tables: {0}")]
     Database(String),
 }
 
-/// A receive that failed; the loop waits and tries again.
-#[derive(Debug, thiserror::Error)]
-#[error("receiving from {queue_url} failed: {reason}")]
-pub struct ReceiveError {
-    queue_url: String,
-    reason: String,
+/// How often a transient failure is retried before the message is left for later.
+#[derive(Debug, Clone, Copy)]
+enum Attempts {
+    /// Until it succeeds or shutdown is requested (the daemon).
+    Unlimited,
+    /// At most this many tries (draining, which must end).
+    AtMost(u32),
 }
 
 impl Transformer {
-    /// Resolves the queue and creates missing tables, so that a misconfiguration fails at
-    /// start-up rather than on the first message.
+    /// Resolves the queue and its dead-letter queue, reads the queue's visibility timeout (the
+    /// heartbeat's rhythm), and creates the ledger and missing tables, so that a
+    /// misconfiguration fails at start-up rather than on the first message.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
+        let attributes_error = |reason: String| StartError::QueueAttributes {
+            queue: queue_url.clone(),
+            reason,
+        };
+        let mut attributes = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|err| attributes_error(barge_core::error_chain(&err)))?
+            .attributes
+            .unwrap_or_default();
+        let visibility = attributes
+            .get(&QueueAttributeName::VisibilityTimeout)
+            .and_then(|seconds| seconds.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .ok_or_else(|| attributes_error("has no VisibilityTimeout attribute".into()))?;
+        if visibility < MIN_VISIBILITY {
+            return Err(attributes_error(format!(
+                "visibility timeout {visibility:?} is below the {MIN_VISIBILITY:?} the heartbeat needs"
+            )));
+        }
+        let redrive = attributes.remove(&QueueAttributeName::RedrivePolicy);
+        let dead_letters = DeadLetters::resolve(
+            &aws,
+            &queue_url,
+            settings.queue.dead_letter_queue.as_deref(),
+            redrive.as_deref(),
+        )
+        .await?;
         let mut database = Database::new(settings.database.clone());
         database
             .ensure_tables(&settings.sources)
             .await
             .map_err(|err| StartError::Database(barge_core::error_chain(&err)))?;
+        tracing::info!(
+            queue_url = %queue_url,
+            dead_letter_queue = %dead_letters.url(),
+            visibility_seconds = visibility.as_secs(),
+            "transformer ready"
+        );
         Ok(Self {
+            queue: Queue::new(aws.sqs.clone(), queue_url, visibility),
             settings,
             aws,
-            queue_url,
+            dead_letters,
             database,
         })
     }
 
     /// The daemon loop: long-poll and load until `shutdown` is cancelled. An idle poll is
-    /// abandoned at once (unreceived messages stay on the queue); the message being loaded is
-    /// finished, and messages received but not started are released for other transformers.
+    /// abandoned at once (unreceived messages stay on the queue); the batch being loaded is
+    /// finished within the shutdown grace period, and messages received but not started are
+    /// handed back. If the grace period runs out, the load is abandoned (its transaction rolls
+    /// back) and every held message is handed back too.
     pub async fn run(&mut self, shutdown: &CancellationToken) {
-        tracing::info!(queue_url = %self.queue_url, "polling for batches");
+        tracing::info!(queue_url = %self.queue.url(), "polling for batches");
         let wait = self.settings.queue.wait_seconds;
+        let grace = self.settings.transformer.shutdown_grace;
+        let mut receive_delays = retry_delays();
         while !shutdown.is_cancelled() {
             let received = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                received = self.receive(wait) => received,
+                received = self.queue.receive(wait) => received,
             };
-            match received {
+            let messages = match received {
                 Ok(messages) => {
-                    self.handle_all(messages, shutdown).await;
+                    receive_delays = retry_delays();
+                    messages
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "receive failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(RECEIVE_RETRY_DELAY) => {}
-                    }
+                    let delay = receive_delays.next().unwrap_or(MAX_RETRY_DELAY);
+                    tracing::error!(error = %err, retry_in = ?delay, "receive failed");
+                    sleep_unless(shutdown, delay).await;
+                    continue;
                 }
+            };
+            let grace_expired = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            let finished = tokio::select! {
+                _ = self.handle_all(messages, shutdown, Attempts::Unlimited) => true,
+                () = grace_expired => false,
+            };
+            if !finished {
+                tracing::warn!(
+                    ?grace,
+                    "shutdown grace period over: abandoning the batch in hand (rolled back) and handing back held messages"
+                );
+                self.queue.release_all().await;
+                break;
             }
         }
         tracing::info!("transformer stopped");
     }
 
-    /// Loads until a receive comes back empty, then returns what happened. Messages that fail
-    /// stay invisible for the visibility timeout, so they are seen once per drain.
+    /// Loads until a receive comes back empty, then returns what happened. A message that keeps
+    /// failing transiently is left invisible for the visibility timeout, so it is seen once per
+    /// drain.
     pub async fn drain(&mut self) -> Result<Report, ReceiveError> {
         let mut report = Report::default();
         let never = CancellationToken::new();
         loop {
-            let messages = self.receive(DRAIN_WAIT_SECONDS).await?;
+            let messages = self.queue.receive(DRAIN_WAIT_SECONDS).await?;
             if messages.is_empty() {
                 return Ok(report);
             }
-            report.absorb(self.handle_all(messages, &never).await);
+            let attempts = Attempts::AtMost(DRAIN_ATTEMPTS);
+            report.absorb(self.handle_all(messages, &never, attempts).await);
         }
     }
 
-    async fn receive(&self, wait_seconds: i32) -> Result<Vec<Message>, ReceiveError> {
-        let output = self
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(MAX_MESSAGES)
-            .wait_time_seconds(wait_seconds)
-            .send()
-            .await
-            .map_err(|err| ReceiveError {
-                queue_url: self.queue_url.clone(),
-                reason: barge_core::error_chain(&err),
-            })?;
-        Ok(output.messages.unwrap_or_default())
-    }
-
-    async fn handle_all(&mut self, messages: Vec<Message>, shutdown: &CancellationToken) -> Report {
+    /// Handles received messages one after another; once `shutdown` fires, the ones not
+    /// started are handed back.
+    async fn handle_all(
+        &mut self,
+        messages: Vec<Message>,
+        shutdown: &CancellationToken,
+        attempts: Attempts,
+    ) -> Report {
+        let received_at = Utc::now();
         let mut report = Report::default();
-        let mut messages = messages.into_iter();
-        for message in messages.by_ref() {
-            let message_id = message.message_id.clone().unwrap_or_default();
+        for message in messages {
+            let message_id = queue::id(&message).to_owned();
+            if shutdown.is_cancelled() {
+                self.queue.release(&message).await;
+                report.record(message_id, Outcome::Released);
+                continue;
+            }
             let span = tracing::info_span!(
                 "message",
                 message_id = %message_id,
                 source = tracing::field::Empty,
                 key = tracing::field::Empty,
             );
-            match self.handle(&message).instrument(span).await {
-                Ok(loaded) => report.loaded.push(loaded),
-                Err(error) => report.failed.push(Failed { message_id, error }),
-            }
-            if shutdown.is_cancelled() {
-                break;
-            }
-        }
-        for message in messages {
-            self.release(&message).await;
+            let outcome = self
+                .handle(&message, received_at, shutdown, attempts)
+                .instrument(span)
+                .await;
+            report.record(message_id, outcome);
         }
         report
     }
 
-    /// Loads one message's batch and deletes the message after the commit.
-    async fn handle(&mut self, message: &Message) -> Result<Loaded, ProcessError> {
-        let outcome = self.load(message.body().unwrap_or_default()).await;
-        match &outcome {
-            Ok(loaded) => {
-                tracing::info!(
-                    records = loaded.records,
-                    changed = loaded.changed,
-                    "batch committed"
-                );
-                self.delete(message).await;
+    /// Processes one message, retrying transient failures with backoff, and settles it: deleted
+    /// when done, dead-lettered when no retry can help, handed back on shutdown.
+    async fn handle(
+        &mut self,
+        message: &Message,
+        received_at: DateTime<Utc>,
+        shutdown: &CancellationToken,
+        attempts: Attempts,
+    ) -> Outcome {
+        let mut delays = retry_delays();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.process(message, received_at).await {
+                Ok(done) => {
+                    self.queue.delete(message).await;
+                    return Outcome::Done(done);
+                }
+                Err(error) => error,
+            };
+            if !error.is_transient() {
+                return self.dead_letter(message, error).await;
             }
-            Err(err) => tracing::error!(
-                error = %err,
-                retryable = err.is_retryable(),
-                "batch not loaded; message left for redelivery and, after maxReceiveCount, the dead-letter queue"
-            ),
+            if matches!(attempts, Attempts::AtMost(max) if attempt >= max) {
+                tracing::error!(error = %error, attempt, "still failing; leaving the message for redelivery");
+                self.queue.forget(message).await;
+                return Outcome::RetryLater(error);
+            }
+            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+            tracing::warn!(error = %error, attempt, retry_in = ?delay, "transient failure; the message is kept and retried");
+            if !sleep_unless(shutdown, delay).await {
+                self.queue.release(message).await;
+                return Outcome::Released;
+            }
         }
-        outcome
     }
 
-    /// Parses, downloads, verifies, maps and loads one announced batch.
-    async fn load(&mut self, body: &str) -> Result<Loaded, ProcessError> {
-        let announced = BatchMessage::parse(body)?;
-        let key = announced.key.as_str();
+    /// Moves a message that can never load to the dead-letter queue with its reason.
+    async fn dead_letter(&self, message: &Message, error: ProcessError) -> Outcome {
+        match self.dead_letters.send(message, &error).await {
+            Ok(()) => {
+                self.queue.delete(message).await;
+                tracing::error!(
+                    error = %error,
+                    class = error.kind(),
+                    "message moved to the dead-letter queue; no retry can load it"
+                );
+            }
+            Err(reason) => {
+                // Left on the queue: it comes back, and SQS's maxReceiveCount is the backstop.
+                self.queue.forget(message).await;
+                tracing::error!(
+                    error = %error,
+                    class = error.kind(),
+                    dead_letter_error = %reason,
+                    "message cannot load and could not be dead-lettered; left for redelivery"
+                );
+            }
+        }
+        Outcome::DeadLettered(error)
+    }
+
+    /// Everything between receiving a message and deleting it: parse, check, download, verify,
+    /// map, write rejects, load.
+    async fn process(
+        &mut self,
+        message: &Message,
+        received_at: DateTime<Utc>,
+    ) -> Result<Done, ProcessError> {
+        let batch = match Notice::parse(message.body().unwrap_or_default())? {
+            Notice::S3TestEvent => {
+                tracing::info!("S3 test event acknowledged");
+                return Ok(Done::Ignored);
+            }
+            Notice::Batch(batch) => batch,
+        };
+        let key = batch.key.as_str();
         tracing::Span::current()
-            .record("source", announced.source.as_str())
+            .record("source", batch.source.as_str())
             .record("key", key);
+        let storage = &self.settings.storage;
+        if !storage.is_archived(&batch.bucket, key) {
+            return Err(ProcessError::ForeignObject {
+                bucket: batch.bucket.clone(),
+                key: key.to_owned(),
+                archive_bucket: storage.bucket.clone(),
+                archive_prefix: storage.prefix.trim_end_matches('/').to_owned(),
+            });
+        }
         let source =
             self.settings
-                .source(&announced.source)
+                .source(&batch.source)
                 .ok_or_else(|| ProcessError::UnknownSource {
                     key: key.to_owned(),
-                    source_name: announced.source.clone(),
+                    source_name: batch.source.clone(),
                 })?;
-        let bytes = self.download(&announced).await?;
+        let database_error =
+            |err: &tokio_postgres::Error| ProcessError::database(key, &source.table, err);
+        if self
+            .database
+            .is_loaded(&batch.bucket, key, &batch.sha256)
+            .await
+            .map_err(|err| database_error(&err))?
+        {
+            tracing::info!("already loaded; duplicate message deleted");
+            return Ok(Done::Duplicate(key.to_owned()));
+        }
+        let bytes = download(&self.aws, &batch).await?;
         let actual = barge_core::content_digest(&bytes);
-        if actual != announced.sha256 {
+        if actual != batch.sha256 {
             return Err(ProcessError::Checksum {
                 key: key.to_owned(),
-                expected: announced.sha256.clone(),
+                expected: batch.sha256.clone(),
                 actual,
             });
         }
-        let records = barge_core::parse_records(&bytes).map_err(|format| ProcessError::Format {
+        let records = barge_core::split_records(&bytes).map_err(|format| ProcessError::Format {
             key: key.to_owned(),
             format,
         })?;
-        let rows = records
-            .iter()
-            .enumerate()
-            .map(|(index, record)| record::map_record(source, index, record))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|record| ProcessError::Record {
+        let mut rows = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        for (index, &record) in records.iter().enumerate() {
+            match record::map_record(source, index, record) {
+                Ok(row) => rows.push(row),
+                Err(error) => rejected.push(Reject { error, record }),
+            }
+        }
+        if rejected.len() as f64 > source.max_reject_ratio * records.len() as f64 {
+            return Err(ProcessError::TooManyRejects {
                 key: key.to_owned(),
-                record,
-            })?;
-        let changed = self
+                rejected: rejected.len(),
+                read: records.len(),
+                limit: source.max_reject_ratio,
+                first: rejected[0].error.to_string(),
+            });
+        }
+        let rejects_url = if rejected.is_empty() {
+            None
+        } else {
+            Some(write_rejects(&self.aws, storage, &batch, &rejected).await?)
+        };
+        let entry = LedgerEntry {
+            bucket: batch.bucket.clone(),
+            key: key.to_owned(),
+            sha256: batch.sha256.clone(),
+            source: source.name.clone(),
+            fetched_at: batch.fetched_at,
+            records_read: records.len() as i64,
+            records_loaded: rows.len() as i64,
+            records_rejected: rejected.len() as i64,
+            rejects_url: rejects_url.clone(),
+            message_id: queue::id(message).to_owned(),
+            received_at,
+        };
+        let Some(rows_changed) = self
             .database
-            .load(source, &rows)
+            .load(source, &entry, &rows)
             .await
-            .map_err(|err| ProcessError::database(key, &source.table, &err))?;
-        Ok(Loaded {
+            .map_err(|err| database_error(&err))?
+        else {
+            tracing::info!("loaded meanwhile by another transformer; duplicate message deleted");
+            return Ok(Done::Duplicate(key.to_owned()));
+        };
+        let loaded = Loaded {
             source: source.name.clone(),
             key: key.to_owned(),
-            records: rows.len() as u64,
-            changed,
-        })
-    }
-
-    async fn download(&self, announced: &BatchMessage) -> Result<bytes::Bytes, ProcessError> {
-        let failed = |reason: String| ProcessError::Download {
-            bucket: announced.bucket.clone(),
-            key: announced.key.clone(),
-            reason,
+            records_read: records.len() as u64,
+            records_loaded: rows.len() as u64,
+            records_rejected: rejected.len() as u64,
+            rows_changed,
+            rejects_url,
         };
-        let object = self
-            .aws
-            .s3
-            .get_object()
-            .bucket(&announced.bucket)
-            .key(&announced.key)
-            .send()
-            .await
-            .map_err(|err| failed(barge_core::error_chain(&err)))?;
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|err| failed(barge_core::error_chain(&err)))?;
-        Ok(body.into_bytes())
+        tracing::info!(
+            records = loaded.records_read,
+            rejected = loaded.records_rejected,
+            rows_changed,
+            rejects_url = loaded.rejects_url.as_deref(),
+            "batch committed"
+        );
+        Ok(Done::Loaded(loaded))
     }
+}
 
-    /// Deletes a committed message. If the delete fails the message is redelivered and loads
-    /// again as a no-op, because loads are upserts.
-    async fn delete(&self, message: &Message) {
-        let result = self
-            .aws
-            .sqs
-            .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(message.receipt_handle().unwrap_or_default())
-            .send()
-            .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %barge_core::error_chain(&err), "rows committed but message not deleted; its redelivery will load nothing new");
-        }
-    }
+/// The longest pause between two tries of a failing dependency.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
-    /// Makes a received message visible again at once, for another transformer to take.
-    async fn release(&self, message: &Message) {
-        let result = self
-            .aws
-            .sqs
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(message.receipt_handle().unwrap_or_default())
-            .visibility_timeout(0)
-            .send()
-            .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %barge_core::error_chain(&err), "could not release message; it returns after its visibility timeout");
-        }
+/// Exponential backoff with jitter, from half a second up to [`MAX_RETRY_DELAY`], so that
+/// transformers retrying together do not hit a recovering dependency in step.
+fn retry_delays() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(MAX_RETRY_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Sleeps for `delay`; `false` if `shutdown` fired first.
+async fn sleep_unless(shutdown: &CancellationToken, delay: Duration) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(delay) => true,
     }
+}
+
+/// The announced object's bytes. A missing object is permanent; anything else may pass.
+async fn download(aws: &AwsClients, batch: &BatchMessage) -> Result<bytes::Bytes, ProcessError> {
+    let (bucket, key) = (batch.bucket.clone(), batch.key.clone());
+    let object = match aws.s3.get_object().bucket(&bucket).key(&key).send().await {
+        Ok(object) => object,
+        Err(err) => {
+            let reason = barge_core::error_chain(&err);
+            let missing = err
+                .raw_response()
+                .is_some_and(|r| r.status().as_u16() == 404);
+            return Err(if missing {
+                ProcessError::MissingObject {
+                    bucket,
+                    key,
+                    reason,
+                }
+            } else {
+                ProcessError::Download {
+                    bucket,
+                    key,
+                    reason,
+                }
+            });
+        }
+    };
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|err| ProcessError::Download {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            reason: barge_core::error_chain(&err),
+        })?;
+    Ok(body.into_bytes())
+}
+
+/// Writes a batch's rejected records under the errors prefix; returns their `s3://` URL.
+async fn write_rejects(
+    aws: &AwsClients,
+    storage: &barge_core::settings::StorageSettings,
+    batch: &BatchMessage,
+    rejected: &[Reject<'_>],
+) -> Result<String, ProcessError> {
+    let rejects_key = rejects::rejects_key(&storage.errors_prefix, &batch.key, &batch.sha256);
+    aws.s3
+        .put_object()
+        .bucket(&storage.bucket)
+        .key(&rejects_key)
+        .content_type("application/x-ndjson")
+        .metadata("source", &batch.source)
+        .metadata("raw-key", &batch.key)
+        .metadata("record-count", rejected.len().to_string())
+        .body(ByteStream::from(rejects::to_ndjson(rejected)))
+        .send()
+        .await
+        .map_err(|err| ProcessError::Rejects {
+            key: batch.key.clone(),
+            bucket: storage.bucket.clone(),
+            rejects_key: rejects_key.clone(),
+            reason: barge_core::error_chain(&err),
+        })?;
+    tracing::warn!(
+        rejected = rejected.len(),
+        rejects_key = %rejects_key,
+        first = %rejected[0].error,
+        "records rejected; the valid ones load"
+    );
+    Ok(format!("s3://{}/{rejects_key}", storage.bucket))
 }

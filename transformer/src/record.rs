@@ -1,5 +1,6 @@
 //! Mapping one JSON record onto a source's typed columns. Each JSON value must already have the
-//! shape the column type expects: a surprising value is an error naming the field, never a guess.
+//! shape the column type expects: a surprising value is an error naming the field, never a guess,
+//! and a value is never altered to fit (no rounding, no stripped characters, no wrapping).
 
 use std::error::Error;
 
@@ -7,7 +8,15 @@ use barge_core::{Column, ColumnType, Source, json_kind};
 use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use crate::decode::decode_record;
+
+/// Integral floats (`3.0`) are taken as integers only below 2^53, where an `f64` is exact.
+const EXACT_FLOAT_INTEGER: f64 = 9_007_199_254_740_992.0;
+/// 2^63: integral floats at or beyond it are outside `bigint` whatever their digits.
+const BIGINT_BOUND: f64 = 9_223_372_036_854_775_808.0;
 
 /// One typed value ready for binary COPY.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,8 +92,22 @@ pub fn pg_type(column_type: ColumnType) -> Type {
     }
 }
 
-/// Maps record `index` onto `source`'s columns, in declaration order.
-pub fn map_record(source: &Source, index: usize, record: &Value) -> Result<Vec<Cell>, RecordError> {
+/// Decodes record `index` of a batch and maps it onto `source`'s columns, in declaration order.
+pub fn map_record(
+    source: &Source,
+    index: usize,
+    record: &RawValue,
+) -> Result<Vec<Cell>, RecordError> {
+    let value = decode_record(record).map_err(|err| RecordError {
+        index,
+        at: FieldRef::default(),
+        problem: format!("cannot be decoded: {err}"),
+    })?;
+    map_value(source, index, &value)
+}
+
+/// Maps a decoded record onto `source`'s columns.
+fn map_value(source: &Source, index: usize, record: &Value) -> Result<Vec<Cell>, RecordError> {
     if !record.is_object() {
         return Err(RecordError {
             index,
@@ -96,7 +119,7 @@ pub fn map_record(source: &Source, index: usize, record: &Value) -> Result<Vec<C
         .columns
         .iter()
         .map(|column| {
-            map_value(column, lookup(record, column.json_field())).map_err(|problem| RecordError {
+            map_field(column, lookup(record, column.json_field())).map_err(|problem| RecordError {
                 index,
                 at: FieldRef {
                     field: column.json_field().to_owned(),
@@ -117,7 +140,7 @@ fn lookup<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
     }
 }
 
-fn map_value(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
+fn map_field(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
     let value = match value {
         None | Some(Value::Null) if column.nullable => return Ok(Cell::Null),
         None => return Err("missing, and the column is not nullable".into()),
@@ -132,21 +155,39 @@ fn map_value(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
             column.column_type.sql_name()
         )
     };
+    let exact_integer = || match integer(value) {
+        Integer::Exact(wide) => Ok(wide),
+        Integer::NotOne => Err(mismatch()),
+        Integer::Inexact => Err(format!(
+            "{value} has a fraction or exponent and is beyond 2^53, where its exact integer \
+             value is unknown"
+        )),
+        Integer::OutOfRange => Err(out_of_range()),
+    };
     Ok(match column.column_type {
-        ColumnType::Bigint => Cell::Int8(integer(value).ok_or_else(mismatch)?),
+        ColumnType::Bigint => Cell::Int8(exact_integer()?),
         ColumnType::Integer => {
-            let wide = integer(value).ok_or_else(mismatch)?;
-            Cell::Int4(i32::try_from(wide).map_err(|_| out_of_range())?)
+            Cell::Int4(i32::try_from(exact_integer()?).map_err(|_| out_of_range())?)
         }
         ColumnType::Smallint => {
-            let wide = integer(value).ok_or_else(mismatch)?;
-            Cell::Int2(i16::try_from(wide).map_err(|_| out_of_range())?)
+            Cell::Int2(i16::try_from(exact_integer()?).map_err(|_| out_of_range())?)
         }
         ColumnType::DoublePrecision => Cell::Float8(value.as_f64().ok_or_else(mismatch)?),
         ColumnType::Real => Cell::Float4(value.as_f64().ok_or_else(mismatch)? as f32),
-        ColumnType::Text => Cell::Text(value.as_str().ok_or_else(mismatch)?.to_owned()),
+        ColumnType::Text => {
+            let text = value.as_str().ok_or_else(mismatch)?;
+            if text.contains('\0') {
+                return Err(NUL_PROBLEM.into());
+            }
+            Cell::Text(text.to_owned())
+        }
         ColumnType::Boolean => Cell::Bool(value.as_bool().ok_or_else(mismatch)?),
-        ColumnType::Jsonb => Cell::Json(value.clone()),
+        ColumnType::Jsonb => {
+            if contains_nul(value) {
+                return Err(NUL_PROBLEM.into());
+            }
+            Cell::Json(value.clone())
+        }
         ColumnType::Timestamptz => {
             let text = value.as_str().ok_or_else(mismatch)?;
             let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| mismatch())?;
@@ -159,12 +200,53 @@ fn map_value(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
     })
 }
 
-/// An integer, or an integral float such as `3.0` that some APIs emit; `3.5` is not one.
-fn integer(value: &Value) -> Option<i64> {
-    value.as_i64().or_else(|| {
-        let float = value.as_f64()?;
-        (float.fract() == 0.0 && float.abs() < 9.0e15).then_some(float as i64)
-    })
+/// PostgreSQL cannot store U+0000 in `text` or `jsonb`; it would refuse the whole batch.
+const NUL_PROBLEM: &str = "contains U+0000, which PostgreSQL cannot store";
+
+/// Whether a string or key anywhere in `value` contains U+0000.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(values) => values.iter().any(contains_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// What a JSON value is as an integer.
+enum Integer {
+    /// An integer, or an integral float such as `3.0` that some APIs emit, below 2^53.
+    Exact(i64),
+    /// Not an integer at all (`3.5`, a string, …).
+    NotOne,
+    /// An integral float at or beyond 2^53: its digits were already rounded.
+    Inexact,
+    /// Beyond what `bigint` holds.
+    OutOfRange,
+}
+
+fn integer(value: &Value) -> Integer {
+    let Value::Number(number) = value else {
+        return Integer::NotOne;
+    };
+    if let Some(exact) = number.as_i64() {
+        return Integer::Exact(exact);
+    }
+    if number.is_u64() {
+        return Integer::OutOfRange;
+    }
+    let float = number.as_f64().unwrap_or(f64::NAN);
+    if float.fract() != 0.0 || !float.is_finite() {
+        Integer::NotOne
+    } else if float.abs() < EXACT_FLOAT_INTEGER {
+        Integer::Exact(float as i64)
+    } else if float.abs() >= BIGINT_BOUND {
+        Integer::OutOfRange
+    } else {
+        Integer::Inexact
+    }
 }
 
 fn describe(value: &Value) -> String {
@@ -240,7 +322,18 @@ mod tests {
         source
     }
 
+    fn raw(record: &Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(record).unwrap()
+    }
+
     fn problem(record: Value) -> String {
+        map_record(&source(), 3, &raw(&record))
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn problem_of_text(text: &str) -> String {
+        let record = RawValue::from_string(text.to_owned()).unwrap();
         map_record(&source(), 3, &record).unwrap_err().to_string()
     }
 
@@ -251,7 +344,7 @@ mod tests {
             "active": true, "meta": {"k": [1]}, "seen_at": "2026-11-24T01:02:03+01:00",
             "day": "2026-11-24", "address": {"city": "Gwenborough"}, "extra": "ignored"
         });
-        let cells = map_record(&source(), 0, &record).unwrap();
+        let cells = map_record(&source(), 0, &raw(&record)).unwrap();
         assert_eq!(
             cells,
             [
@@ -275,7 +368,7 @@ mod tests {
         let cells = map_record(
             &source(),
             0,
-            &json!({"id": 1, "userId": 1, "title": "", "body": "", "score": null}),
+            &raw(&json!({"id": 1, "userId": 1, "title": "", "body": "", "score": null})),
         )
         .unwrap();
         assert!(cells[4..].iter().all(|c| *c == Cell::Null), "{cells:?}");
@@ -313,5 +406,150 @@ mod tests {
             problem(json!([1, 2])),
             "record 3: expected a JSON object, found an array"
         );
+    }
+
+    #[test]
+    fn integers_are_exact_or_errors() {
+        let id = |text: &str| {
+            let record = format!(r#"{{"id": {text}, "userId": 1, "title": "t", "body": "b"}}"#);
+            let record = RawValue::from_string(record).unwrap();
+            map_record(&source(), 0, &record)
+                .map(|cells| cells[0].clone())
+                .map_err(|err| err.problem)
+        };
+        assert_eq!(id("9223372036854775807"), Ok(Cell::Int8(i64::MAX)));
+        assert_eq!(id("-9223372036854775808"), Ok(Cell::Int8(i64::MIN)));
+        assert_eq!(id("1.0"), Ok(Cell::Int8(1)));
+        assert_eq!(id("-2e3"), Ok(Cell::Int8(-2000)));
+        assert_eq!(
+            id("9223372036854775808"),
+            Err("9223372036854775808 is out of range for bigint".into())
+        );
+        assert_eq!(
+            id("-9223372036854775809"),
+            Err("-9.223372036854776e+18 is out of range for bigint".into())
+        );
+        assert_eq!(
+            id("1.5"),
+            Err("expected an integer, found a number 1.5".into())
+        );
+        assert!(
+            id("9007199254740993.0")
+                .unwrap_err()
+                .contains("beyond 2^53")
+        );
+    }
+
+    #[test]
+    fn whole_record_problems_name_the_record() {
+        assert_eq!(
+            problem_of_text(r#"{"id": 1, "id": 2, "userId": 1, "title": "t", "body": "b"}"#),
+            "record 3: cannot be decoded: duplicate key \"id\" at line 1 column 14"
+        );
+        assert!(
+            problem_of_text(r#"{"id": 1, "userId": 1, "title": "\ud800", "body": "b"}"#)
+                .starts_with("record 3: cannot be decoded: ")
+        );
+    }
+
+    #[test]
+    fn nul_is_refused_in_text_and_jsonb_never_stripped() {
+        assert_eq!(
+            problem(json!({"id": 1, "userId": 1, "title": "a\u{0}b", "body": "b"})),
+            "record 3, field \"title\" (column \"title\"): contains U+0000, which PostgreSQL cannot store"
+        );
+        assert!(
+            problem(
+                json!({"id": 1, "userId": 1, "title": "t", "body": "b", "meta": {"k": ["\u{0}"]}})
+            )
+            .contains("field \"meta\" (column \"meta\"): contains U+0000")
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                "\\PC{0,20}".prop_map(Value::String),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 40, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-zA-Z_/]{0,8}", inner, 0..6)
+                        .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A posts-shaped record whose fields are arbitrary values.
+        fn posts_like() -> impl Strategy<Value = Value> {
+            (json_value(), json_value(), json_value(), json_value(), json_value()).prop_map(
+                |(id, user, title, body, meta)| {
+                    serde_json::json!({"id": id, "userId": user, "title": title, "body": body, "meta": meta})
+                },
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn mapping_never_panics_and_names_the_record(
+                record in prop_oneof![json_value(), posts_like()],
+                index in any::<usize>(),
+            ) {
+                match map_record(&source(), index, &raw(&record)) {
+                    Ok(cells) => prop_assert_eq!(cells.len(), source().columns.len()),
+                    Err(error) => prop_assert_eq!(error.index, index),
+                }
+            }
+
+            #[test]
+            fn strict_decoding_agrees_with_serde_json_where_keys_are_unique(value in json_value()) {
+                prop_assert_eq!(decode_record(&raw(&value)).unwrap(), value);
+            }
+
+            #[test]
+            fn a_batch_splits_into_exactly_its_records(records in prop::collection::vec(json_value(), 0..8)) {
+                let bytes = serde_json::to_vec_pretty(&records).unwrap();
+                let split = barge_core::split_records(&bytes).unwrap();
+                prop_assert_eq!(split.len(), records.len());
+                for (raw, record) in split.iter().zip(&records) {
+                    prop_assert_eq!(&decode_record(raw).unwrap(), record);
+                }
+            }
+
+            #[test]
+            fn every_bigint_loads_exactly(id in any::<i64>()) {
+                let record = json!({"id": id, "userId": 1, "title": "t", "body": "b"});
+                prop_assert_eq!(&map_record(&source(), 0, &raw(&record)).unwrap()[0], &Cell::Int8(id));
+            }
+
+            #[test]
+            fn integral_floats_load_exactly_below_two_to_the_53(id in -9_007_199_254_740_991_i64..9_007_199_254_740_992) {
+                let record = RawValue::from_string(format!(r#"{{"id":{id}.0,"userId":1,"title":"t","body":"b"}}"#)).unwrap();
+                prop_assert_eq!(&map_record(&source(), 0, &record).unwrap()[0], &Cell::Int8(id));
+            }
+
+            #[test]
+            fn text_is_kept_exactly_or_refused_for_nul(title in any::<String>()) {
+                let record = json!({"id": 1, "userId": 1, "title": title, "body": "b"});
+                let mapped = map_record(&source(), 0, &raw(&record));
+                if title.contains('\0') {
+                    prop_assert!(mapped.unwrap_err().problem.contains("U+0000"));
+                } else {
+                    prop_assert_eq!(&mapped.unwrap()[2], &Cell::Text(title));
+                }
+            }
+        }
     }
 }

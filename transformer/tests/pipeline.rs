@@ -1,44 +1,15 @@
 //! The transformer, and the whole pipeline, against real LocalStack and PostgreSQL.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use barge_core::{Column, ColumnType, Source};
 use barge_localenv::{TestEnv, spawn_sample_api};
-use barge_sample_api::Post;
 use chrono::{DateTime, NaiveDate, Utc};
+use common::{Daemon, eventually, json, ledger, load_is_blocked, posts, transformer};
 use importer::Importer;
 use transformer::{ProcessError, Transformer};
-
-async fn rows(env: &TestEnv) -> Vec<Post> {
-    env.db()
-        .await
-        .query(
-            "SELECT user_id, id, title, body FROM posts ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| Post {
-            user_id: row.get(0),
-            id: row.get(1),
-            title: row.get(2),
-            body: row.get(3),
-        })
-        .collect()
-}
-
-fn json(posts: &[Post]) -> Vec<u8> {
-    serde_json::to_vec(posts).unwrap()
-}
-
-async fn transformer(env: &TestEnv) -> Transformer {
-    Transformer::new(env.settings.clone(), env.aws.clone())
-        .await
-        .unwrap()
-}
 
 /// A test environment whose `posts` source is the sample API serving `count` posts, with an
 /// importer and a transformer for it.
@@ -59,17 +30,36 @@ async fn end_to_end_the_table_holds_exactly_the_served_posts() {
     let announced = importer.import(&env.settings.sources[0]).await.unwrap();
     let report = transformer.drain().await.unwrap();
 
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        report.dead_lettered.is_empty(),
+        "{:?}",
+        report.dead_lettered
+    );
     assert_eq!(report.loaded.len(), 1);
-    assert_eq!(report.loaded[0].key, announced.key);
+    let loaded = &report.loaded[0];
+    assert_eq!(loaded.key, announced.key);
     assert_eq!(
-        (report.loaded[0].records, report.loaded[0].changed),
-        (57, 57)
+        (
+            loaded.records_read,
+            loaded.records_rejected,
+            loaded.rows_changed
+        ),
+        (57, 0, 57)
     );
     assert_eq!(
-        rows(&env).await,
+        posts(&env).await,
         barge_sample_api::posts(57),
         "field for field"
+    );
+    let ledger = ledger(&env).await;
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (
+            ledger[0].key.as_str(),
+            ledger[0].records_loaded,
+            ledger[0].rejects_url.as_deref()
+        ),
+        (announced.key.as_str(), 57, None)
     );
     assert_eq!(
         env.queued_messages().await,
@@ -79,31 +69,67 @@ async fn end_to_end_the_table_holds_exactly_the_served_posts() {
 }
 
 #[tokio::test]
-async fn importing_twice_and_redelivering_leave_exactly_n_rows() {
+async fn a_redelivered_or_duplicated_message_loads_once() {
     let (env, importer, mut transformer) = pipeline(20).await;
-
-    let first = importer.import(&env.settings.sources[0]).await.unwrap();
-    let second = importer.import(&env.settings.sources[0]).await.unwrap();
-    assert_ne!(
-        first.key, second.key,
-        "each import is its own archived object"
-    );
+    let announced = importer.import(&env.settings.sources[0]).await.unwrap();
+    // SQS is at-least-once: the same message twice, before and after the first load.
+    env.send(&announced.to_json()).await;
     let report = transformer.drain().await.unwrap();
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let changed: Vec<u64> = report.loaded.iter().map(|l| l.changed).collect();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.duplicates, [announced.key.as_str()]);
+
+    env.send(&announced.to_json()).await;
+    let report = transformer.drain().await.unwrap();
+    assert!(report.loaded.is_empty(), "{report:?}");
+    assert_eq!(report.duplicates, [announced.key.as_str()]);
+
+    assert_eq!(posts(&env).await, barge_sample_api::posts(20));
+    assert_eq!(ledger(&env).await.len(), 1, "one ledger entry per object");
+    assert_eq!(env.queued_messages().await, 0, "duplicates are deleted");
+}
+
+#[tokio::test]
+async fn an_older_batch_never_overwrites_what_a_newer_one_wrote() {
+    let env = TestEnv::new().await;
+    let mut transformer = transformer(&env).await;
+    let older_at: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+    let newer_at: DateTime<Utc> = "2026-11-24T11:00:00Z".parse().unwrap();
+    let mut older = barge_sample_api::posts(3);
+    for post in &mut older {
+        post.title = format!("old title {}", post.id);
+    }
+    older.push(barge_sample_api::post(4));
+    let newer = barge_sample_api::posts(3);
+
+    // The newer batch loads first; the older one's message arrives late (or is replayed).
+    env.announce_at("posts", "raw/posts/newer.json", &json(&newer), newer_at)
+        .await;
+    transformer.drain().await.unwrap();
+    env.announce_at("posts", "raw/posts/older.json", &json(&older), older_at)
+        .await;
+    let report = transformer.drain().await.unwrap();
+
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
     assert_eq!(
-        changed,
-        [20, 0],
-        "the second identical batch changes nothing"
+        report.loaded[0].rows_changed, 1,
+        "only post 4, which the newer batch did not have, is written"
     );
-    assert_eq!(rows(&env).await, barge_sample_api::posts(20));
+    let mut expected = newer.clone();
+    expected.push(barge_sample_api::post(4));
+    assert_eq!(posts(&env).await, expected, "rows keep the newer values");
 
-    // The same message delivered again (SQS is at-least-once).
-    env.send(&first.to_json()).await;
-    let report = transformer.drain().await.unwrap();
-    assert_eq!(report.loaded.len(), 1);
-    assert_eq!(report.loaded[0].changed, 0);
-    assert_eq!(rows(&env).await, barge_sample_api::posts(20));
+    // A still newer batch with other values does overwrite.
+    let mut newest = barge_sample_api::posts(1);
+    newest[0].title = "newest".into();
+    env.announce_at(
+        "posts",
+        "raw/posts/newest.json",
+        &json(&newest),
+        newer_at + chrono::Duration::minutes(1),
+    )
+    .await;
+    transformer.drain().await.unwrap();
+    assert_eq!(posts(&env).await[0].title, "newest");
 }
 
 #[tokio::test]
@@ -111,7 +137,7 @@ async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
     let env = TestEnv::new().await;
     let mut transformer = transformer(&env).await;
     let original = barge_sample_api::posts(3);
-    env.announce("posts", "raw/posts/a.json", &json(&original), 3)
+    env.announce("posts", "raw/posts/a.json", &json(&original))
         .await;
     transformer.drain().await.unwrap();
 
@@ -120,13 +146,17 @@ async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
     let mut edited_again = edited.clone();
     edited_again.title = "edited twice".into();
     let batch = [edited, barge_sample_api::post(4), edited_again.clone()];
-    env.announce("posts", "raw/posts/b.json", &json(&batch), 3)
+    env.announce("posts", "raw/posts/b.json", &json(&batch))
         .await;
     let report = transformer.drain().await.unwrap();
 
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        report.dead_lettered.is_empty(),
+        "{:?}",
+        report.dead_lettered
+    );
     assert_eq!(
-        report.loaded[0].changed, 2,
+        report.loaded[0].rows_changed, 2,
         "post 2 updated, post 4 inserted"
     );
     let expected = vec![
@@ -135,72 +165,27 @@ async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
         original[2].clone(),
         barge_sample_api::post(4),
     ];
-    assert_eq!(rows(&env).await, expected);
+    assert_eq!(posts(&env).await, expected);
 }
 
 #[tokio::test]
-async fn bad_batches_are_named_left_on_the_queue_and_do_not_stop_the_others() {
-    let env = TestEnv::new().await;
+async fn a_source_without_primary_key_appends_each_object_once() {
+    let mut env = TestEnv::new().await;
+    env.settings.sources[0].primary_key.clear();
     let mut transformer = transformer(&env).await;
-    let posts = barge_sample_api::posts(10);
-    let bad_record = br#"[{"id": 100, "userId": 1, "title": "t", "body": "b"}, {"id": 101, "userId": "one", "title": "t", "body": "b"}]"#;
-
-    env.announce("posts", "raw/posts/good-1.json", &json(&posts[..5]), 5)
-        .await;
-    env.announce("posts", "raw/posts/not json.json", b"this is not json", 0)
-        .await;
-    env.announce("posts", "raw/posts/object.json", br#"{"posts": []}"#, 0)
-        .await;
-    env.announce("posts", "raw/posts/bad-record.json", bad_record, 2)
-        .await;
-    env.announce("comments", "raw/comments/x.json", b"[]", 0)
-        .await;
-    let tampered = env
-        .announce("posts", "raw/posts/tampered.json", b"[]", 0)
-        .await;
-    env.aws
-        .s3
-        .put_object()
-        .bucket(&tampered.bucket)
-        .key(&tampered.key)
-        .body(b"[ ]".to_vec().into())
-        .send()
-        .await
-        .unwrap();
-    env.send(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#)
-        .await;
-    env.announce("posts", "raw/posts/good-2.json", &json(&posts[5..]), 5)
-        .await;
+    let batch = json(&barge_sample_api::posts(3));
+    let first = env.announce("posts", "raw/posts/e1.json", &batch).await;
+    env.announce("posts", "raw/posts/e2.json", &batch).await;
+    env.send(&first.to_json()).await;
 
     let report = transformer.drain().await.unwrap();
 
-    let mut loaded: Vec<&str> = report.loaded.iter().map(|l| l.key.as_str()).collect();
-    loaded.sort();
-    assert_eq!(loaded, ["raw/posts/good-1.json", "raw/posts/good-2.json"]);
-    assert_eq!(rows(&env).await, posts, "nothing of a bad batch is loaded");
-    let mut errors: Vec<String> = report.failed.iter().map(|f| f.error.to_string()).collect();
-    errors.sort();
-    assert_eq!(errors.len(), 6, "{errors:#?}");
-    assert!(errors.iter().all(|e| !e.is_empty()));
-    let expected_prefixes = [
-        "message body is unusable: not a barge batch message".to_owned(),
-        "raw/comments/x.json: source \"comments\" is not declared in the settings".to_owned(),
-        "raw/posts/bad-record.json: record 1, field \"userId\" (column \"user_id\"): expected an integer, found a string \"one\"".to_owned(),
-        "raw/posts/not json.json: not valid JSON: expected ident at line 1 column 2".to_owned(),
-        "raw/posts/object.json: expected a JSON array of records, found an object".to_owned(),
-        "raw/posts/tampered.json: SHA-256 is ".to_owned(),
-    ];
-    for (error, prefix) in errors.iter().zip(&expected_prefixes) {
-        assert!(
-            error.starts_with(prefix.as_str()),
-            "{error:?} should start with {prefix:?}"
-        );
-    }
-    assert!(report.failed.iter().all(|f| !f.error.is_retryable()));
-    assert!(report.failed.iter().all(|f| !f.message_id.is_empty()));
-    // Failed messages stay on the queue (in flight until their visibility timeout, then
-    // redelivered, then dead-lettered); loaded ones are gone.
-    assert_eq!(env.queued_messages().await, 6);
+    assert_eq!(report.loaded.len(), 2, "{report:?}");
+    assert_eq!(report.duplicates, ["raw/posts/e1.json"]);
+    let rows = posts(&env).await;
+    assert_eq!(rows.len(), 6, "two objects of three events each, once each");
+    let ids: Vec<i64> = rows.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [1, 1, 2, 2, 3, 3]);
 }
 
 #[tokio::test]
@@ -234,6 +219,7 @@ async fn every_column_type_round_trips_through_postgres() {
         table: "events".into(),
         primary_key: vec!["id".into()],
         columns,
+        max_reject_ratio: 0.0,
     }];
     let mut transformer = transformer(&env).await;
     let batch = r#"[
@@ -244,12 +230,16 @@ async fn every_column_type_round_trips_through_postgres() {
         {"id": 2, "small": 0, "medium": 0, "ratio": -1e300, "score": 0, "label": "",
          "active": true, "payload": "just a string", "seen_at": "1970-01-01T00:00:00Z", "day": "1999-12-31"}
     ]"#;
-    env.announce("events", "raw/events/types.json", batch.as_bytes(), 2)
+    env.announce("events", "raw/events/types.json", batch.as_bytes())
         .await;
 
     let report = transformer.drain().await.unwrap();
 
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        report.dead_lettered.is_empty(),
+        "{:?}",
+        report.dead_lettered
+    );
     let rows = env
         .db()
         .await
@@ -299,7 +289,7 @@ async fn every_column_type_round_trips_through_postgres() {
 }
 
 #[tokio::test]
-async fn a_database_refusal_rolls_back_the_batch_and_keeps_the_message() {
+async fn a_database_refusal_rolls_back_the_batch_and_dead_letters_it_with_the_reason() {
     let env = TestEnv::new().await;
     let mut transformer = transformer(&env).await;
     env.db()
@@ -307,21 +297,21 @@ async fn a_database_refusal_rolls_back_the_batch_and_keeps_the_message() {
         .batch_execute("ALTER TABLE posts ADD CONSTRAINT short_titles CHECK (length(title) < 5)")
         .await
         .unwrap();
-    env.announce(
-        "posts",
-        "raw/posts/long.json",
-        &json(&barge_sample_api::posts(2)),
-        2,
-    )
-    .await;
+    let announced = env
+        .announce(
+            "posts",
+            "raw/posts/long.json",
+            &json(&barge_sample_api::posts(2)),
+        )
+        .await;
 
     let report = transformer.drain().await.unwrap();
 
     assert!(report.loaded.is_empty());
-    let error = &report.failed[0].error;
+    let error = &report.dead_lettered[0].error;
     assert!(matches!(error, ProcessError::Database { .. }), "{error}");
     assert!(
-        !error.is_retryable(),
+        !error.is_transient(),
         "a check violation will not pass on redelivery"
     );
     let text = error.to_string();
@@ -333,53 +323,121 @@ async fn a_database_refusal_rolls_back_the_batch_and_keeps_the_message() {
         text.contains("short_titles"),
         "PostgreSQL's own message is kept: {text}"
     );
+    assert!(posts(&env).await.is_empty(), "the transaction rolled back");
     assert!(
-        rows(&env).await.is_empty(),
-        "the transaction was rolled back"
+        ledger(&env).await.is_empty(),
+        "the ledger entry rolled back"
     );
-    assert_eq!(env.queued_messages().await, 1);
+    assert_eq!(env.queued_messages().await, 0);
+    let letters = env.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].body, announced.to_json(), "the body is kept");
+    assert_eq!(letters[0].attributes["barge-error-class"], "database");
+    assert_eq!(letters[0].attributes["barge-error"], text);
 }
 
-// Multi-threaded: the test blocks reading the daemon's stderr while the in-process API serves.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn daemon_stops_promptly_and_cleanly_on_sigterm_while_polling() {
     let env = TestEnv::new().await;
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_transformer"))
-        .arg("run")
-        .envs(env.barge_env())
-        .env("BARGE__QUEUE__WAIT_SECONDS", "20")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(daemon.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    for line in stderr.by_ref() {
-        let line = line.unwrap();
-        let polling = line.contains("polling for batches");
-        log.push(line);
-        if polling {
-            break;
-        }
-    }
+    let daemon = Daemon::start(&env, &[("BARGE__QUEUE__WAIT_SECONDS", "20")]);
+    daemon
+        .wait_for_log("polling for batches", Duration::from_secs(30))
+        .await;
     // Let the first 20-second long poll begin, then stop the daemon in the middle of it.
-    std::thread::sleep(Duration::from_millis(500));
-    let signalled = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    log.extend(stderr.map(Result::unwrap));
-    let status = daemon.wait().unwrap();
-    let waited = signalled.elapsed();
-    let log = log.join("\n");
-    assert!(status.success(), "exit {status}; log:\n{log}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.terminate();
+    // The idle poll is abandoned rather than waited out.
+    let (success, log) = daemon.wait(Duration::from_secs(10)).await;
+    assert!(success, "{log}");
     assert!(
         log.contains("shutdown requested") && log.contains("transformer stopped"),
         "{log}"
     );
-    // The idle poll is abandoned rather than waited out.
-    assert!(
-        waited < Duration::from_secs(15),
-        "took {waited:?} to stop; log:\n{log}"
+}
+
+/// Holds an exclusive lock on `posts` until dropped, so that a load blocks at its merge.
+async fn lock_posts(env: &TestEnv) -> tokio_postgres::Client {
+    let client = env.db().await;
+    client
+        .batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn sigterm_during_a_load_finishes_it_within_the_grace_period() {
+    let env = TestEnv::new().await;
+    transformer(&env).await; // creates the table, so that the test can lock it
+    let lock = lock_posts(&env).await;
+    let daemon = Daemon::start(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "60s")]);
+    env.announce(
+        "posts",
+        "raw/posts/p.json",
+        &json(&barge_sample_api::posts(5)),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the load blocks on the lock",
+        || load_is_blocked(&env),
+    )
+    .await;
+
+    daemon.terminate();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(lock);
+    let (success, log) = daemon.wait(Duration::from_secs(30)).await;
+
+    assert!(success, "{log}");
+    assert!(log.contains("batch committed"), "{log}");
+    assert_eq!(posts(&env).await, barge_sample_api::posts(5));
+    assert_eq!(env.queued_messages().await, 0, "deleted after the commit");
+}
+
+#[tokio::test]
+async fn sigterm_past_the_grace_period_rolls_back_and_hands_every_message_back_at_once() {
+    let env = TestEnv::new().await;
+    transformer(&env).await;
+    let _lock = lock_posts(&env).await;
+    let daemon = Daemon::start(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "1s")]);
+    for name in ["a", "b", "c"] {
+        env.announce(
+            "posts",
+            &format!("raw/posts/{name}.json"),
+            &json(&barge_sample_api::posts(2)),
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(30), "a load blocks on the lock", || {
+        load_is_blocked(&env)
+    })
+    .await;
+
+    daemon.terminate();
+    let (success, log) = daemon.wait(Duration::from_secs(20)).await;
+
+    assert!(success, "{log}");
+    assert!(log.contains("grace period over"), "{log}");
+    assert!(ledger(&env).await.is_empty(), "nothing committed");
+    // Handed back: visible again now, not after the 60 s visibility timeout.
+    let received = env
+        .aws
+        .sqs
+        .receive_message()
+        .queue_url(&env.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let mut bodies: Vec<String> = received.into_iter().filter_map(|m| m.body).collect();
+    bodies.sort();
+    assert_eq!(
+        bodies.len(),
+        3,
+        "every held message is visible again: {bodies:?}"
     );
 }

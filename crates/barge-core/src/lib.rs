@@ -13,7 +13,7 @@ pub mod shutdown;
 pub mod source;
 pub mod telemetry;
 
-pub use batch::{content_digest, json_kind, parse_records};
+pub use batch::{content_digest, json_kind, split_records};
 pub use message::BatchMessage;
 pub use settings::Settings;
 pub use source::{Column, ColumnType, Source};

@@ -133,4 +133,44 @@ mod tests {
             "posts/2026/01/05/r1.json"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn every_message_round_trips(
+                source in "[a-z0-9][a-z0-9_-]{0,63}",
+                bucket in "[a-z0-9.-]{3,63}",
+                key in "\\PC{0,300}",
+                record_count in any::<u64>(),
+                sha256 in "[0-9a-f]{64}",
+                millis in 0_i64..32_503_680_000_000,
+            ) {
+                let message = BatchMessage {
+                    version: MESSAGE_VERSION,
+                    source,
+                    bucket,
+                    key,
+                    record_count,
+                    sha256,
+                    fetched_at: DateTime::from_timestamp_millis(millis).unwrap(),
+                };
+                prop_assert_eq!(BatchMessage::parse(&message.to_json()).unwrap(), message);
+            }
+
+            #[test]
+            fn any_body_parses_or_is_refused_without_panicking(body in "\\PC*") {
+                let _ = BatchMessage::parse(&body);
+            }
+
+            #[test]
+            fn any_other_version_is_refused_by_number(version in any::<u64>().prop_filter("not ours", |v| *v != 1)) {
+                let body = format!(r#"{{"version":{version},"source":"posts"}}"#);
+                let err = BatchMessage::parse(&body).unwrap_err();
+                prop_assert!(matches!(err, MessageError::UnsupportedVersion(v) if v == version));
+            }
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// How the importer talks to HTTP APIs.
     pub http: HttpSettings,
+    /// How the transformer behaves as a daemon.
+    pub transformer: TransformerSettings,
     /// The APIs to import, each with the table it lands in.
     pub sources: Vec<Source>,
 }
@@ -43,6 +45,7 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             database: DatabaseSettings::default(),
             http: HttpSettings::default(),
+            transformer: TransformerSettings::default(),
             sources: vec![Source::jsonplaceholder_posts()],
         }
     }
@@ -55,7 +58,10 @@ pub struct StorageSettings {
     /// Bucket that holds the immutable raw archive.
     pub bucket: String,
     /// Key prefix under which raw batches are written (`<prefix>/<source>/<yyyy>/<mm>/<dd>/…`).
+    /// The transformer loads only objects of `bucket` under this prefix.
     pub prefix: String,
+    /// Key prefix (in `bucket`) under which the transformer writes rejected records.
+    pub errors_prefix: String,
 }
 
 impl Default for StorageSettings {
@@ -63,8 +69,27 @@ impl Default for StorageSettings {
         Self {
             bucket: "barge-raw".into(),
             prefix: "raw".into(),
+            errors_prefix: "errors".into(),
         }
     }
+}
+
+impl StorageSettings {
+    /// Whether `key` of `bucket` is part of the raw archive, the only objects the transformer
+    /// loads: a message naming anything else is refused rather than obeyed.
+    pub fn is_archived(&self, bucket: &str, key: &str) -> bool {
+        bucket == self.bucket && key_is_under(key, &self.prefix)
+    }
+}
+
+/// Whether `key` lies under the key prefix `prefix` (a whole path segment: `raw` covers `raw/x`,
+/// not `rawer/x`; an empty prefix covers everything).
+fn key_is_under(key: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || key
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The SQS queue between importer and transformer.
@@ -75,6 +100,9 @@ pub struct QueueSettings {
     pub queue: String,
     /// Long-poll wait of each receive, in seconds (SQS allows 0 to 20).
     pub wait_seconds: i32,
+    /// Dead-letter queue (name or URL) that receives messages that can never load, with their
+    /// reason. Unset: the main queue's redrive policy target.
+    pub dead_letter_queue: Option<String>,
 }
 
 impl Default for QueueSettings {
@@ -82,6 +110,7 @@ impl Default for QueueSettings {
         Self {
             queue: "barge-batches".into(),
             wait_seconds: 20,
+            dead_letter_queue: None,
         }
     }
 }
@@ -163,6 +192,25 @@ impl Default for HttpSettings {
     }
 }
 
+/// The transformer daemon's own behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformerSettings {
+    /// After SIGTERM/SIGINT, how long the batch being loaded may take to finish before it is
+    /// abandoned (rolled back and handed back to the queue). Keep systemd's `TimeoutStopSec`
+    /// above it.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for TransformerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The `--config` option of both daemons, so they read settings the same way.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
@@ -224,6 +272,20 @@ impl Settings {
         }
         if self.storage.bucket.is_empty() {
             return Err(SettingsError::OutOfRange("storage.bucket is empty".into()));
+        }
+        let (raw, errors) = (
+            self.storage.prefix.trim_end_matches('/'),
+            self.storage.errors_prefix.trim_end_matches('/'),
+        );
+        if errors.is_empty()
+            || raw == errors
+            || key_is_under(errors, raw)
+            || key_is_under(raw, errors)
+        {
+            return Err(SettingsError::OutOfRange(format!(
+                "storage.errors_prefix {errors:?} must be non-empty and apart from storage.prefix {raw:?}, \
+                 so that rejected records never mix with the raw archive"
+            )));
         }
         for (index, source) in self.sources.iter().enumerate() {
             source.validate()?;

@@ -18,10 +18,17 @@ pub struct Source {
     pub interval: Duration,
     /// Target table, created by the transformer if it does not exist.
     pub table: String,
-    /// Columns that identify a record; loads upsert on them.
+    /// Columns that identify a record; loads merge on them, newer batches winning. Empty: an
+    /// append-only feed whose rows are inserted once per object.
+    #[serde(default)]
     pub primary_key: Vec<String>,
     /// Typed columns of the table and the JSON field each one is read from.
     pub columns: Vec<Column>,
+    /// Share of an object's records that may be rejected (0 to 1) while its valid records still
+    /// load; above it the whole object is dead-lettered, since so much bad data usually means
+    /// the API or the declaration changed.
+    #[serde(default = "Source::default_max_reject_ratio")]
+    pub max_reject_ratio: f64,
 }
 
 /// One typed column of a source's table.
@@ -133,6 +140,10 @@ impl Source {
         Duration::from_secs(15 * 60)
     }
 
+    fn default_max_reject_ratio() -> f64 {
+        0.5
+    }
+
     /// JSONPlaceholder's `/posts` into `posts(id, user_id, title, body)`: the built-in example.
     pub fn jsonplaceholder_posts() -> Self {
         let column = |name: &str, column_type, field: &str| Column {
@@ -153,6 +164,7 @@ impl Source {
                 column("title", ColumnType::Text, "title"),
                 column("body", ColumnType::Text, "body"),
             ],
+            max_reject_ratio: Self::default_max_reject_ratio(),
         }
     }
 
@@ -182,6 +194,12 @@ impl Source {
             return Err(invalid("interval must be greater than zero".into()));
         }
         check_identifier(&self.table).map_err(|why| invalid(format!("table {why}")))?;
+        if self.table.starts_with("barge_") {
+            return Err(invalid(format!(
+                "table {:?}: the barge_ prefix is reserved for barge's own tables",
+                self.table
+            )));
+        }
         if self.columns.is_empty() {
             return Err(invalid("declares no columns".into()));
         }
@@ -200,10 +218,18 @@ impl Source {
                 )));
             }
         }
-        if self.primary_key.is_empty() {
-            return Err(invalid("primary_key is empty".into()));
+        if !(0.0..=1.0).contains(&self.max_reject_ratio) {
+            return Err(invalid(format!(
+                "max_reject_ratio is {}, it must be between 0 and 1",
+                self.max_reject_ratio
+            )));
         }
-        for key in &self.primary_key {
+        for (index, key) in self.primary_key.iter().enumerate() {
+            if self.primary_key[..index].contains(key) {
+                return Err(invalid(format!(
+                    "primary key column {key:?} is listed twice"
+                )));
+            }
             match self.columns.iter().find(|c| &c.name == key) {
                 None => {
                     return Err(invalid(format!(
@@ -224,6 +250,11 @@ impl Source {
     /// Whether `column` is part of the primary key.
     pub fn is_key(&self, column: &Column) -> bool {
         self.primary_key.iter().any(|k| k == &column.name)
+    }
+
+    /// Whether rows are merged on a primary key (rather than appended).
+    pub fn is_keyed(&self) -> bool {
+        !self.primary_key.is_empty()
     }
 }
 
@@ -261,6 +292,14 @@ mod tests {
     }
 
     #[test]
+    fn a_source_without_primary_key_is_an_append_only_feed() {
+        let mut source = Source::jsonplaceholder_posts();
+        source.primary_key.clear();
+        source.validate().unwrap();
+        assert!(!source.is_keyed());
+    }
+
+    #[test]
     fn invalid_declarations_name_the_source_and_the_part() {
         assert_eq!(
             problem(|s| s.table = "Posts; drop".into()),
@@ -269,11 +308,15 @@ mod tests {
         assert!(problem(|s| s.name = "Posts/x".into()).contains("name must be"));
         assert!(problem(|s| s.url = "ftp://x".into()).contains("not an http(s) URL"));
         assert!(problem(|s| s.primary_key = vec!["nope".into()]).contains("\"nope\" is not among"));
-        assert!(problem(|s| s.primary_key.clear()).contains("primary_key is empty"));
+        assert!(
+            problem(|s| s.primary_key = vec!["id".into(), "id".into()]).contains("listed twice")
+        );
+        assert!(problem(|s| s.max_reject_ratio = 1.5).contains("between 0 and 1"));
         assert!(problem(|s| s.columns[0].nullable = true).contains("cannot be nullable"));
         assert!(problem(|s| s.columns[1].name = "id".into()).contains("declared twice"));
         assert!(problem(|s| s.interval = Duration::ZERO).contains("interval"));
         assert!(problem(|s| s.columns[3].name = "barge_x".into()).contains("reserved"));
+        assert!(problem(|s| s.table = "barge_stage".into()).contains("reserved"));
     }
 
     #[test]

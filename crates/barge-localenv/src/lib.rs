@@ -4,6 +4,8 @@
 //!
 //! In AWS the same resources come from Terraform; nothing here is used by the daemons.
 
+pub mod postgres;
+
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
@@ -14,10 +16,25 @@ use barge_core::{BatchMessage, Settings};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
-/// How often a message is received before SQS moves it to the dead-letter queue.
-pub const MAX_RECEIVE_COUNT: u32 = 5;
-/// Seconds a received message stays invisible to other receivers.
-pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 60;
+/// The attributes of a queue that matter to barge.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueShape {
+    /// Seconds a received message stays invisible to other receivers.
+    pub visibility_timeout_seconds: u32,
+    /// How often a message is received before SQS moves it to the dead-letter queue.
+    pub max_receive_count: u32,
+}
+
+impl Default for QueueShape {
+    /// The local defaults: a minute of visibility (the transformer's heartbeat extends it), five
+    /// receives before the dead-letter queue.
+    fn default() -> Self {
+        Self {
+            visibility_timeout_seconds: 60,
+            max_receive_count: 5,
+        }
+    }
+}
 /// Environment variable with the URL of a PostgreSQL role allowed to create databases; set by
 /// `cargo xtask test` for the integration tests.
 pub const TEST_DATABASE_URL: &str = "BARGE_TEST_DATABASE_URL";
@@ -43,8 +60,13 @@ pub async fn ensure_bucket(aws: &AwsClients, bucket: &str) -> anyhow::Result<()>
 }
 
 /// Creates `queue` and its dead-letter queue `<queue>-dlq` with a redrive policy (both are
-/// idempotent with the same attributes) and returns the main queue's URL.
-pub async fn ensure_queue(aws: &AwsClients, queue: &str) -> anyhow::Result<String> {
+/// idempotent with the same attributes) and returns the URLs of the main queue and the
+/// dead-letter queue.
+pub async fn ensure_queue(
+    aws: &AwsClients,
+    queue: &str,
+    shape: QueueShape,
+) -> anyhow::Result<(String, String)> {
     let dlq = format!("{queue}-dlq");
     let dlq_url = create_queue(aws, &dlq, HashMap::new()).await?;
     let dlq_arn = aws
@@ -61,16 +83,16 @@ pub async fn ensure_queue(aws: &AwsClients, queue: &str) -> anyhow::Result<Strin
         .with_context(|| format!("{dlq} has no QueueArn attribute"))?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": MAX_RECEIVE_COUNT,
+        "maxReceiveCount": shape.max_receive_count,
     });
     let attributes = HashMap::from([
         (QueueAttributeName::RedrivePolicy, redrive.to_string()),
         (
             QueueAttributeName::VisibilityTimeout,
-            VISIBILITY_TIMEOUT_SECONDS.to_string(),
+            shape.visibility_timeout_seconds.to_string(),
         ),
     ]);
-    create_queue(aws, queue, attributes).await
+    Ok((create_queue(aws, queue, attributes).await?, dlq_url))
 }
 
 async fn create_queue(
@@ -142,18 +164,44 @@ pub struct TestEnv {
     pub aws: AwsClients,
     /// URL of this test's queue.
     pub queue_url: String,
+    /// URL of its dead-letter queue.
+    pub dead_letter_url: String,
+}
+
+/// What a test may change about its environment.
+#[derive(Debug, Clone, Default)]
+pub struct TestEnvOptions {
+    /// The queue's visibility timeout and redrive policy.
+    pub queue: QueueShape,
+    /// A PostgreSQL role allowed to create databases, when the test brings its own server
+    /// (default: the one `cargo xtask test` started).
+    pub database_admin: Option<DatabaseSettings>,
+}
+
+/// A message read from a dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The body, as sent to the main queue.
+    pub body: String,
+    /// Its string message attributes.
+    pub attributes: HashMap<String, String>,
 }
 
 impl TestEnv {
     /// Provisions a fresh set of resources. Panics with instructions when the services are not
     /// there, and refuses to run against anything but a loopback endpoint.
     pub async fn new() -> Self {
-        Self::try_new().await.expect(
+        Self::with(TestEnvOptions::default()).await
+    }
+
+    /// [`TestEnv::new`] with options.
+    pub async fn with(options: TestEnvOptions) -> Self {
+        Self::try_new(options).await.expect(
             "integration tests need the LocalStack and PostgreSQL that `cargo xtask test` starts",
         )
     }
 
-    async fn try_new() -> anyhow::Result<Self> {
+    async fn try_new(options: TestEnvOptions) -> anyhow::Result<Self> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL is not set")?;
         if !(endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"))
         {
@@ -161,16 +209,19 @@ impl TestEnv {
                 "AWS_ENDPOINT_URL={endpoint} is not a loopback LocalStack; refusing to test against it"
             );
         }
-        let admin = database_settings_from_url(
-            &std::env::var(TEST_DATABASE_URL)
-                .with_context(|| format!("{TEST_DATABASE_URL} is not set"))?,
-        )?;
+        let admin = match options.database_admin {
+            Some(admin) => admin,
+            None => database_settings_from_url(
+                &std::env::var(TEST_DATABASE_URL)
+                    .with_context(|| format!("{TEST_DATABASE_URL} is not set"))?,
+            )?,
+        };
         let aws = AwsClients::from_env().await;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("test-{}", &id[..16]);
         let dbname = format!("test_{}", &id[..16]);
         ensure_bucket(&aws, &name).await?;
-        let queue_url = ensure_queue(&aws, &name).await?;
+        let (queue_url, dead_letter_url) = ensure_queue(&aws, &name, options.queue).await?;
         ensure_database(&admin, &dbname).await?;
         let mut settings = Settings::default();
         settings.storage.bucket = name.clone();
@@ -181,6 +232,7 @@ impl TestEnv {
             settings,
             aws,
             queue_url,
+            dead_letter_url,
         })
     }
 
@@ -211,23 +263,30 @@ impl TestEnv {
         .collect()
     }
 
-    /// Archives `body` under `key` and announces it as a batch of `source`, as the importer
-    /// would, so tests can hand the transformer batches the importer would never produce.
-    pub async fn announce(
+    /// Archives `body` under `key` and announces it as a batch of `source` fetched now, as the
+    /// importer would, so tests can hand the transformer batches the importer would never
+    /// produce.
+    pub async fn announce(&self, source: &str, key: &str, body: &[u8]) -> BatchMessage {
+        self.announce_at(source, key, body, chrono::Utc::now())
+            .await
+    }
+
+    /// [`TestEnv::announce`] for a batch fetched at `fetched_at`.
+    pub async fn announce_at(
         &self,
         source: &str,
         key: &str,
         body: &[u8],
-        record_count: u64,
+        fetched_at: chrono::DateTime<chrono::Utc>,
     ) -> BatchMessage {
         let message = BatchMessage {
             version: barge_core::message::MESSAGE_VERSION,
             source: source.to_owned(),
             bucket: self.settings.storage.bucket.clone(),
             key: key.to_owned(),
-            record_count,
+            record_count: barge_core::split_records(body).map_or(0, |r| r.len() as u64),
             sha256: barge_core::content_digest(body),
-            fetched_at: chrono::Utc::now(),
+            fetched_at,
         };
         self.aws
             .s3
@@ -279,14 +338,75 @@ impl TestEnv {
             .collect()
     }
 
+    /// The bytes of object `key` of this test's bucket.
+    pub async fn object(&self, key: &str) -> Vec<u8> {
+        self.aws
+            .s3
+            .get_object()
+            .bucket(&self.settings.storage.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("get {key}: {}", barge_core::error_chain(&err)))
+            .body
+            .collect()
+            .await
+            .expect("read object")
+            .to_vec()
+    }
+
+    /// Every message on the dead-letter queue (received, so invisible afterwards for its
+    /// visibility timeout).
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let mut letters = Vec::new();
+        loop {
+            let received = self
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(&self.dead_letter_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("receive from the dead-letter queue")
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                return letters;
+            }
+            letters.extend(received.into_iter().map(|message| {
+                DeadLetter {
+                    body: message.body.unwrap_or_default(),
+                    attributes: message
+                        .message_attributes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|(name, value)| Some((name, value.string_value?)))
+                        .collect(),
+                }
+            }));
+        }
+    }
+
     /// Visible plus in-flight messages on this test's queue (SQS's approximate counts, which
     /// LocalStack reports exactly).
     pub async fn queued_messages(&self) -> u64 {
+        self.messages_on(&self.queue_url).await
+    }
+
+    /// Visible plus in-flight messages on this test's dead-letter queue.
+    pub async fn dead_lettered_messages(&self) -> u64 {
+        self.messages_on(&self.dead_letter_url).await
+    }
+
+    async fn messages_on(&self, queue_url: &str) -> u64 {
         let attributes = self
             .aws
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.queue_url)
+            .queue_url(queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()

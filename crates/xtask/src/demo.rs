@@ -37,7 +37,7 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     settings.database = services.database("barge");
     let aws = services.aws().await;
     barge_localenv::ensure_bucket(&aws, &settings.storage.bucket).await?;
-    barge_localenv::ensure_queue(&aws, &settings.queue.queue).await?;
+    barge_localenv::ensure_queue(&aws, &settings.queue.queue, Default::default()).await?;
     barge_localenv::ensure_database(&services.database("postgres"), &settings.database.dbname)
         .await?;
 
@@ -56,18 +56,19 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     let report = transformer.drain().await?;
     for loaded in &report.loaded {
         println!(
-            "{}: {} records from {} committed ({} rows inserted or changed)",
-            loaded.source, loaded.records, loaded.key, loaded.changed
+            "{}: {} records from {} committed ({} rows inserted or changed, {} rejected)",
+            loaded.source,
+            loaded.records_read,
+            loaded.key,
+            loaded.rows_changed,
+            loaded.records_rejected
         );
     }
-    for failed in &report.failed {
+    let failed = report.dead_lettered.iter().chain(&report.retry_later);
+    for failed in failed.clone() {
         println!("message {} not loaded: {}", failed.message_id, failed.error);
     }
-    ensure!(
-        report.failed.is_empty(),
-        "{} message(s) failed to load",
-        report.failed.len()
-    );
+    ensure!(failed.count() == 0, "some messages failed to load");
 
     stop_api.cancel();
     api.await??;

@@ -3,6 +3,7 @@
 //! - `demo`: start LocalStack, PostgreSQL and the sample API, run the pipeline once end to end,
 //!   show the loaded rows, stop everything.
 //! - `test`: start LocalStack and PostgreSQL, run the whole test suite against them, stop them.
+//! - `fuzz`: run the cargo-fuzz targets on the nightly toolchain (not part of `test`).
 //!
 //! Services bind to loopback on ports of their own ([`services::LOCALSTACK_PORT`],
 //! [`services::POSTGRES_PORT`]) and are stopped on success, failure, Ctrl-C and SIGTERM.
@@ -10,9 +11,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::process::Command as TokioCommand;
 use tokio::signal::unix::{SignalKind, signal};
 
 mod demo;
+mod fuzz;
 mod services;
 mod test_suite;
 
@@ -37,6 +40,14 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Fuzz the message parser and the batch decoder/mapper (nightly toolchain, cargo-fuzz).
+    Fuzz {
+        /// How long each target runs; the targets run side by side.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -46,6 +57,7 @@ async fn main() -> ExitCode {
         match cli.command {
             Command::Demo { posts } => demo::run(posts).await,
             Command::Test { args } => test_suite::run(&args).await,
+            Command::Fuzz { seconds, targets } => fuzz::run(seconds, targets).await,
         }
     };
     // Services are stopped by their guards' Drop, which runs when `work` is dropped here too.
@@ -73,4 +85,32 @@ async fn interrupted() -> &'static str {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     }
+}
+
+/// `program` (`cargo`, or `rustup` for another toolchain's cargo) without the variables cargo set
+/// for running xtask itself (`CARGO_PKG_NAME=xtask`, `CARGO_MANIFEST_DIR`, …). Build scripts
+/// such as ring's declare `rerun-if-env-changed` on them, so leaving them in would rebuild ring
+/// and the whole AWS SDK on every switch between `cargo xtask test` and a plain `cargo build`.
+fn cargo_like(program: impl AsRef<std::ffi::OsStr>) -> TokioCommand {
+    let mut command = TokioCommand::new(program);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
+/// The cargo that runs xtask.
+fn cargo() -> TokioCommand {
+    cargo_like(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }

@@ -13,7 +13,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::Credentials;
 use barge_core::aws::AwsClients;
 use barge_core::settings::DatabaseSettings;
-use secrecy::SecretString;
+use barge_localenv::postgres::{self, Cluster, is_root, run, tail};
 use sha2::{Digest, Sha256};
 use std::os::unix::process::CommandExt;
 
@@ -21,10 +21,6 @@ use std::os::unix::process::CommandExt;
 pub const LOCALSTACK_PORT: u16 = 14566;
 /// PostgreSQL's port.
 pub const POSTGRES_PORT: u16 = 15432;
-/// Superuser of the throwaway cluster.
-const POSTGRES_USER: &str = "barge";
-/// Its password; the cluster lives for one command on loopback, so a fixed one is fine.
-const POSTGRES_PASSWORD: &str = "barge-local";
 /// LocalStack 4.14 is the last release that runs without an auth token; newer ones refuse.
 const LOCALSTACK_VERSION: &str = "4.14.0";
 /// uv resolves and installs the pinned LocalStack set in seconds rather than pip's minutes.
@@ -35,13 +31,13 @@ const LOCALSTACK_READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Both services, running. Dropping it stops them.
 pub struct Services {
     localstack: LocalStack,
-    postgres: Postgres,
+    postgres: Cluster,
 }
 
 impl Services {
     /// Installs what is missing, starts both services and waits until they answer real calls.
     pub async fn start() -> anyhow::Result<Self> {
-        let postgres = Postgres::start().await?;
+        let postgres = start_postgres().await?;
         let localstack = LocalStack::start().await?;
         Ok(Self {
             localstack,
@@ -69,9 +65,7 @@ impl Services {
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             (
                 barge_localenv::TEST_DATABASE_URL,
-                format!(
-                    "postgres://{POSTGRES_USER}:{POSTGRES_PASSWORD}@127.0.0.1:{POSTGRES_PORT}/postgres"
-                ),
+                self.postgres.url("postgres"),
             ),
         ]
     }
@@ -84,7 +78,7 @@ impl Services {
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -109,30 +103,6 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("barge"))
 }
 
-/// Runs `command` to completion, failing with its output when it fails.
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("{what}: cannot run {:?}", command.get_program()))?;
-    ensure!(
-        output.status.success(),
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
-}
-
-fn is_root() -> bool {
-    // `id -u` keeps this crate free of unsafe libc calls.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
 fn ensure_port_free(port: u16, service: &str) -> anyhow::Result<()> {
     std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
         format!(
@@ -141,13 +111,6 @@ fn ensure_port_free(port: u16, service: &str) -> anyhow::Result<()> {
         )
     })?;
     Ok(())
-}
-
-/// Last lines of a log, for errors.
-fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// Sends `signal` (`TERM`, `KILL`) to the process group led by `pid`; a group that is gone
@@ -408,169 +371,36 @@ fn find_python313() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A throwaway PostgreSQL cluster, created fresh for each command.
-struct Postgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    as_postgres: bool,
-}
-
-impl Postgres {
-    async fn start() -> anyhow::Result<Self> {
-        let bin = find_postgres()?;
-        // Under the temp dir rather than target/: when we are root the cluster runs as the
-        // `postgres` user (initdb refuses root), which may not be able to enter a home directory.
-        let dir = std::env::temp_dir().join(format!("barge-postgres-{POSTGRES_PORT}"));
-        let as_postgres = is_root();
-        let postgres = Self {
-            bin,
-            dir,
-            as_postgres,
-        };
-        if postgres.data().join("postmaster.pid").exists() {
-            eprintln!("xtask: stopping PostgreSQL left over from an earlier run");
-            postgres.pg_ctl_stop();
-        }
-        ensure_port_free(POSTGRES_PORT, "PostgreSQL")?;
-        postgres.create_cluster()?;
-        let log = postgres.dir.join("postgres.log");
-        eprintln!(
-            "xtask: starting PostgreSQL on 127.0.0.1:{POSTGRES_PORT} (log: {})",
-            log.display()
-        );
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {POSTGRES_PORT} -c unix_socket_directories={} -c fsync=off",
-            postgres.dir.display()
-        );
-        let mut start = postgres.command("pg_ctl");
-        start
-            .arg("-D")
-            .arg(postgres.data())
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60", "-o", &options, "start"])
-            .process_group(0);
-        run(&mut start, "starting PostgreSQL").with_context(|| tail(&log))?;
-        postgres.wait_ready().await?;
-        Ok(postgres)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    /// A command for one of the server binaries, as `postgres` when we are root.
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(path);
-            command
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn create_cluster(&self) -> anyhow::Result<()> {
-        if self.dir.exists() {
-            fs::remove_dir_all(&self.dir)
-                .with_context(|| format!("removing {}", self.dir.display()))?;
-        }
-        fs::create_dir_all(&self.dir)?;
-        let password_file = self.dir.join("password");
-        fs::write(&password_file, POSTGRES_PASSWORD)?;
-        if self.as_postgres {
+/// The throwaway PostgreSQL cluster, installing Debian's server package first when there is
+/// none and we may.
+async fn start_postgres() -> anyhow::Result<Cluster> {
+    let bin = match postgres::installed_server() {
+        Some(bin) => bin,
+        None => {
+            ensure!(
+                is_root(),
+                "no PostgreSQL server found under /usr/lib/postgresql; install it (apt-get install postgresql)"
+            );
+            eprintln!("xtask: installing PostgreSQL with apt-get");
+            run(Command::new("apt-get").arg("update"), "apt-get update")?;
             run(
-                Command::new("chown")
-                    .arg("-R")
-                    .arg("postgres:")
-                    .arg(&self.dir),
-                "handing the cluster directory to the postgres user",
+                Command::new("apt-get")
+                    .args(["install", "-y", "--no-install-recommends", "postgresql"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                "apt-get install postgresql",
             )?;
+            postgres::installed_server().context(
+                "apt-get installed postgresql but no initdb appeared under /usr/lib/postgresql",
+            )?
         }
-        let mut initdb = self.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(self.data())
-            .args(["-U", POSTGRES_USER, "-E", "UTF8", "--locale=C"])
-            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-            .arg(format!("--pwfile={}", password_file.display()));
-        run(&mut initdb, "initdb")?;
-        fs::remove_file(&password_file)?;
-        Ok(())
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = self
-            .settings("postgres")
-            .connect()
-            .await
-            .context("PostgreSQL started but refuses the barge login")?;
-        client.simple_query("SELECT 1").await?;
-        Ok(())
-    }
-
-    fn settings(&self, dbname: &str) -> DatabaseSettings {
-        DatabaseSettings {
-            host: "127.0.0.1".into(),
-            port: POSTGRES_PORT,
-            user: POSTGRES_USER.into(),
-            password: SecretString::from(POSTGRES_PASSWORD),
-            dbname: dbname.into(),
-            ..DatabaseSettings::default()
-        }
-    }
-
-    fn pg_ctl_stop(&self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "fast", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.pg_ctl_stop();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The newest installed PostgreSQL server's `bin` directory, installing Debian's package first
-/// when there is none and we may.
-fn find_postgres() -> anyhow::Result<PathBuf> {
-    let newest = || -> Option<PathBuf> {
-        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .filter_map(|entry| {
-                let major = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
-                let bin = entry.path().join("bin");
-                bin.join("initdb").exists().then_some((major, bin))
-            })
-            .collect();
-        versions.sort();
-        versions.pop().map(|(_, bin)| bin)
     };
-    if let Some(bin) = newest() {
-        return Ok(bin);
-    }
-    ensure!(
-        is_root(),
-        "no PostgreSQL server found under /usr/lib/postgresql; install it (apt-get install postgresql)"
+    ensure_port_free(POSTGRES_PORT, "PostgreSQL")?;
+    // Under the temp dir rather than target/: as root the cluster runs as the `postgres` user,
+    // which may not be able to enter a home directory.
+    let dir = std::env::temp_dir().join(format!("barge-postgres-{POSTGRES_PORT}"));
+    eprintln!(
+        "xtask: starting PostgreSQL on 127.0.0.1:{POSTGRES_PORT} (log: {}/postgres.log)",
+        dir.display()
     );
-    eprintln!("xtask: installing PostgreSQL with apt-get");
-    run(Command::new("apt-get").arg("update"), "apt-get update")?;
-    run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "postgresql"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        "apt-get install postgresql",
-    )?;
-    newest()
-        .context("apt-get installed postgresql but no initdb appeared under /usr/lib/postgresql")
+    Cluster::start(bin, dir, POSTGRES_PORT).await
 }

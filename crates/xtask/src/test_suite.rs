@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tokio::process::Command;
 
+use crate::cargo;
 use crate::services::Services;
 
 /// Compiles the tests, starts the services, runs `cargo test --workspace` with the services'
@@ -23,7 +23,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     let services = Services::start().await?;
     let tested = async {
         let mut tests = cargo()
-            .args(["test", "--workspace", "--locked", "--"])
+            .args(["test", "--workspace", "--locked", "--no-fail-fast", "--"])
             .args(args)
             .envs(services.child_env())
             // Only LocalStack's test credentials: a developer's real profile must never be used.
@@ -53,27 +53,4 @@ impl Drop for TestGroup {
     fn drop(&mut self) {
         crate::services::signal_group(self.0, "TERM");
     }
-}
-
-/// `cargo`, without the variables cargo set for running xtask itself (`CARGO_PKG_NAME=xtask`,
-/// `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's declare `rerun-if-env-changed` on
-/// them, so leaving them in would rebuild ring and the whole AWS SDK on every switch between
-/// `cargo xtask test` and a plain `cargo build`.
-fn cargo() -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_ref())
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
 }

@@ -1,0 +1,127 @@
+//! The load ledger, `barge.loads`: one row per loaded object, written in the same transaction as
+//! the object's rows. It is what makes a load happen once: a redelivered message, a duplicate
+//! message or a second transformer racing on the same object finds the object's row (or waits on
+//! it, through the primary key) and loads nothing.
+//!
+//! An object is identified by bucket, key and SHA-256, so new bytes under an old key are a new
+//! object while the same bytes are always the same one.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+/// Creates the `barge` schema and the ledger, if missing. Run under the DDL advisory lock.
+pub const CREATE_SQL: &str = "
+    CREATE SCHEMA IF NOT EXISTS barge;
+    CREATE TABLE IF NOT EXISTS barge.loads (
+        bucket text NOT NULL,
+        key text NOT NULL,
+        sha256 text NOT NULL,
+        source text NOT NULL,
+        fetched_at timestamptz NOT NULL,
+        records_read bigint NOT NULL,
+        records_loaded bigint NOT NULL,
+        records_rejected bigint NOT NULL,
+        rows_changed bigint NOT NULL,
+        rejects_url text,
+        message_id text NOT NULL,
+        transformer_version text NOT NULL,
+        received_at timestamptz NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (bucket, key, sha256)
+    );
+    CREATE INDEX IF NOT EXISTS loads_by_source ON barge.loads (source, committed_at);
+";
+
+/// What the ledger records of one object's load.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    /// Bucket of the raw object.
+    pub bucket: String,
+    /// Key of the raw object.
+    pub key: String,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// Source it belongs to.
+    pub source: String,
+    /// When the importer fetched it.
+    pub fetched_at: DateTime<Utc>,
+    /// Records in the object.
+    pub records_read: i64,
+    /// Records mapped onto rows.
+    pub records_loaded: i64,
+    /// Records rejected.
+    pub records_rejected: i64,
+    /// `s3://bucket/key` of the rejected records, when there are any.
+    pub rejects_url: Option<String>,
+    /// The SQS message that announced it.
+    pub message_id: String,
+    /// When this transformer received that message.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Whether the object is already loaded.
+pub async fn contains(
+    client: &impl GenericClient,
+    bucket: &str,
+    key: &str,
+    sha256: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM barge.loads WHERE bucket = $1 AND key = $2 AND sha256 = $3",
+            &[&bucket, &key, &sha256],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Claims the object for the caller's transaction; `false` when it is loaded already. A
+/// concurrent claim of the same object blocks here until the other transaction ends: if it
+/// commits, this one sees `false`; if it rolls back, this one takes over.
+pub async fn claim(
+    client: &impl GenericClient,
+    entry: &LedgerEntry,
+) -> Result<bool, tokio_postgres::Error> {
+    let inserted = client
+        .execute(
+            "INSERT INTO barge.loads (bucket, key, sha256, source, fetched_at, records_read, \
+             records_loaded, records_rejected, rows_changed, rejects_url, message_id, \
+             transformer_version, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12) \
+             ON CONFLICT (bucket, key, sha256) DO NOTHING",
+            &[
+                &entry.bucket,
+                &entry.key,
+                &entry.sha256,
+                &entry.source,
+                &entry.fetched_at,
+                &entry.records_read,
+                &entry.records_loaded,
+                &entry.records_rejected,
+                &entry.rejects_url,
+                &entry.message_id,
+                &env!("CARGO_PKG_VERSION"),
+                &entry.received_at,
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Completes a claimed entry with what the load changed and when it ended.
+pub async fn finish(
+    client: &impl GenericClient,
+    entry: &LedgerEntry,
+    rows_changed: u64,
+) -> Result<(), tokio_postgres::Error> {
+    let rows_changed = i64::try_from(rows_changed).unwrap_or(i64::MAX);
+    client
+        .execute(
+            "UPDATE barge.loads SET rows_changed = $4, committed_at = clock_timestamp() \
+             WHERE bucket = $1 AND key = $2 AND sha256 = $3",
+            &[&entry.bucket, &entry.key, &entry.sha256, &rows_changed],
+        )
+        .await?;
+    Ok(())
+}

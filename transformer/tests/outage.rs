@@ -1,0 +1,138 @@
+//! Long loads and a PostgreSQL that goes away: the heartbeat keeps a slow load's message from a
+//! second worker, and a database restart in the middle of a load costs time, not data.
+
+mod common;
+
+use std::time::Duration;
+
+use barge_localenv::postgres::Cluster;
+use barge_localenv::{QueueShape, TestEnv, TestEnvOptions};
+use common::{eventually, json, ledger, load_is_blocked, posts, transformer};
+use tokio_util::sync::CancellationToken;
+
+/// Starts the transformer's daemon loop in this process; cancel the token to stop it.
+async fn run_transformer(env: &TestEnv) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let mut transformer = transformer(env).await;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move { transformer.run(&stop).await });
+    (shutdown, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_load_longer_than_the_visibility_timeout_from_other_workers() {
+    let env = TestEnv::with(TestEnvOptions {
+        queue: QueueShape {
+            visibility_timeout_seconds: 3,
+            max_receive_count: 5,
+        },
+        ..TestEnvOptions::default()
+    })
+    .await;
+    let (shutdown, task) = run_transformer(&env).await;
+    let lock = env.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    env.announce(
+        "posts",
+        "raw/posts/slow.json",
+        &json(&barge_sample_api::posts(4)),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the load blocks on the lock",
+        || load_is_blocked(&env),
+    )
+    .await;
+
+    // Three visibility timeouts pass while the load waits; a second worker polling all along
+    // must never be handed the message.
+    let competitor_got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let received = env
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(&env.queue_url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            if !received.is_empty() {
+                return received;
+            }
+        }
+    })
+    .await;
+    assert!(
+        competitor_got.is_err(),
+        "a second worker received the message of a load in progress: {competitor_got:?}"
+    );
+
+    lock.batch_execute("COMMIT").await.unwrap();
+    eventually(Duration::from_secs(30), "the load commits", || async {
+        ledger(&env).await.len() == 1
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(posts(&env).await, barge_sample_api::posts(4));
+    eventually(Duration::from_secs(5), "the message is deleted", || async {
+        env.queued_messages().await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_in_the_middle_of_a_load_costs_time_not_rows() {
+    let cluster = Cluster::start_private().await.unwrap();
+    let env = TestEnv::with(TestEnvOptions {
+        queue: QueueShape {
+            visibility_timeout_seconds: 5,
+            max_receive_count: 3,
+        },
+        database_admin: Some(cluster.settings("postgres")),
+    })
+    .await;
+    let (shutdown, task) = run_transformer(&env).await;
+    let lock = env.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let first = barge_sample_api::posts(30);
+    env.announce("posts", "raw/posts/first.json", &json(&first[..20]))
+        .await;
+    env.announce("posts", "raw/posts/second.json", &json(&first[10..]))
+        .await;
+    eventually(Duration::from_secs(30), "a load blocks on the lock", || {
+        load_is_blocked(&env)
+    })
+    .await;
+
+    // Fast shutdown ends every session, the blocked load's included; ten seconds later the
+    // server is back, with the lock gone.
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.resume().unwrap();
+    drop(lock);
+
+    eventually(
+        Duration::from_secs(90),
+        "both objects load after the restart",
+        || async { ledger(&env).await.len() == 2 },
+    )
+    .await;
+    assert!(
+        !task.is_finished(),
+        "the daemon kept running through the outage"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(posts(&env).await, first, "nothing lost, nothing duplicated");
+    assert_eq!(env.queued_messages().await, 0);
+    assert_eq!(env.dead_lettered_messages().await, 0);
+}
