@@ -7,7 +7,9 @@ use std::time::Duration;
 use barge_core::{Column, ColumnType, Source};
 use barge_localenv::{TestEnv, spawn_sample_api};
 use chrono::{DateTime, NaiveDate, Utc};
-use common::{Daemon, eventually, json, ledger, load_is_blocked, posts, transformer};
+use common::{
+    Daemon, blocked_sessions, eventually, json, ledger, load_is_blocked, posts, transformer,
+};
 use importer::Importer;
 use transformer::{ProcessError, Transformer};
 
@@ -186,6 +188,47 @@ async fn a_source_without_primary_key_appends_each_object_once() {
     assert_eq!(rows.len(), 6, "two objects of three events each, once each");
     let ids: Vec<i64> = rows.iter().map(|p| p.id).collect();
     assert_eq!(ids, [1, 1, 2, 2, 3, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_transformers_racing_on_one_object_load_it_once() {
+    let mut env = TestEnv::new().await;
+    // Append-only: a second load would show as duplicate rows, not be merged away.
+    env.settings.sources[0].primary_key.clear();
+    let mut first = transformer(&env).await;
+    let mut second = transformer(&env).await;
+    let lock = lock_posts(&env).await;
+    let announced = env
+        .announce(
+            "posts",
+            "raw/posts/raced.json",
+            &json(&barge_sample_api::posts(3)),
+        )
+        .await;
+    let first_run = tokio::spawn(async move { first.drain().await.unwrap() });
+    eventually(Duration::from_secs(30), "the first load blocks", || {
+        load_is_blocked(&env)
+    })
+    .await;
+    // The duplicate message reaches the second transformer while the first load is open: it
+    // finds no committed ledger row, so it loads too, until its claim waits on the first's.
+    env.send(&announced.to_json()).await;
+    let second_run = tokio::spawn(async move { second.drain().await.unwrap() });
+    eventually(
+        Duration::from_secs(30),
+        "the second load waits too",
+        || async { blocked_sessions(&env).await >= 2 },
+    )
+    .await;
+    drop(lock);
+
+    let (first, second) = (first_run.await.unwrap(), second_run.await.unwrap());
+
+    assert_eq!(first.loaded.len(), 1, "{first:?}");
+    assert_eq!(second.duplicates, ["raw/posts/raced.json"], "{second:?}");
+    assert!(second.loaded.is_empty(), "{second:?}");
+    assert_eq!(posts(&env).await, barge_sample_api::posts(3), "loaded once");
+    assert_eq!(ledger(&env).await.len(), 1);
 }
 
 #[tokio::test]

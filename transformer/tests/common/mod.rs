@@ -93,8 +93,12 @@ where
 /// Whether a session of the test database waits for a lock: the transformer's load is blocked
 /// behind a lock the test holds.
 pub async fn load_is_blocked(env: &TestEnv) -> bool {
-    let count: i64 = env
-        .db()
+    blocked_sessions(env).await > 0
+}
+
+/// How many sessions of the test database wait for a lock.
+pub async fn blocked_sessions(env: &TestEnv) -> i64 {
+    env.db()
         .await
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
@@ -102,8 +106,7 @@ pub async fn load_is_blocked(env: &TestEnv) -> bool {
         )
         .await
         .unwrap()
-        .get(0);
-    count > 0
+        .get(0)
 }
 
 /// The `transformer run` binary, started against `env` with extra environment `extra`, logging
