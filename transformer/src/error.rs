@@ -1,9 +1,12 @@
 //! What can go wrong with one SQS message, and what then happens to it. Every variant names the
 //! object (bucket and key) or, before there is one, the message body's problem.
 //!
-//! The class decides the message's fate:
-//! - **transient** ([`ProcessError::is_transient`]): the daemon keeps the message (its visibility
-//!   extended) and tries again with backoff; nothing is consumed.
+//! The class ([`ProcessError::class`]) decides the message's fate:
+//! - **outage** of PostgreSQL or S3: every message would fail the same way, so the transformer
+//!   hands back every message it holds, stops receiving, and probes the dependency with backoff
+//!   until it answers. Receive counts do not climb while it is down.
+//! - **retry**: this attempt lost a race (deadlock, serialization, lock or statement timeout) or
+//!   was throttled; the message is kept (its visibility extended) and tried again with backoff.
 //! - **permanent**: no retry can help. The message is moved to the dead-letter queue at once with
 //!   this error as its reason, and removed from the main queue. The raw object stays archived.
 //!
@@ -60,6 +63,8 @@ pub enum ProcessError {
         key: String,
         /// The SDK's full error chain.
         reason: String,
+        /// Outage or retry, from the S3 error.
+        class: FailureClass,
     },
     /// The object's bytes are not the ones the importer announced.
     #[error("{key}: SHA-256 is {actual}, the message announced {expected}")]
@@ -107,6 +112,8 @@ pub enum ProcessError {
         rejects_key: String,
         /// The SDK's full error chain.
         reason: String,
+        /// Outage or retry, from the S3 error.
+        class: FailureClass,
     },
     /// PostgreSQL refused or could not be reached; the transaction was rolled back.
     #[error("{key}: loading into table {table:?} failed: {reason}")]
@@ -115,28 +122,62 @@ pub enum ProcessError {
         key: String,
         /// Target table.
         table: String,
-        /// The driver's full error chain, with PostgreSQL's own message.
+        /// The driver's full error chain, with PostgreSQL's own message and context.
         reason: String,
-        /// Whether the SQLSTATE (or a lost connection) says a retry may succeed.
-        transient: bool,
+        /// From the SQLSTATE or the kind of connection failure ([`database_class`]).
+        class: FailureClass,
     },
 }
 
+/// What a failure means for the message in hand (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The dependency is down or refuses us: stop receiving until it answers.
+    Outage(Dependency),
+    /// Try this message again in place, after a pause.
+    Retry,
+    /// Dead-letter the message now.
+    Permanent,
+}
+
+/// A service the transformer cannot work without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// The target PostgreSQL database.
+    Database,
+    /// The S3 archive.
+    Storage,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Database => "PostgreSQL",
+            Self::Storage => "S3",
+        })
+    }
+}
+
 impl ProcessError {
-    /// Whether trying the same message again, unchanged, may succeed: the dependency was down,
-    /// slow or throttling. Everything else is permanent for the message.
-    pub fn is_transient(&self) -> bool {
+    /// What the failure means for the message.
+    pub fn class(&self) -> FailureClass {
         match self {
-            Self::Download { .. } | Self::Rejects { .. } => true,
-            Self::Database { transient, .. } => *transient,
+            Self::Download { class, .. }
+            | Self::Rejects { class, .. }
+            | Self::Database { class, .. } => *class,
             Self::Message(_)
             | Self::ForeignObject { .. }
             | Self::UnknownSource { .. }
             | Self::MissingObject { .. }
             | Self::Checksum { .. }
             | Self::Format { .. }
-            | Self::TooManyRejects { .. } => false,
+            | Self::TooManyRejects { .. } => FailureClass::Permanent,
         }
+    }
+
+    /// Whether trying the same message again, unchanged, may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.class() != FailureClass::Permanent
     }
 
     /// A stable, short name of the error's kind: the `barge-error-class` attribute of a
@@ -157,23 +198,113 @@ impl ProcessError {
         }
     }
 
-    pub(crate) fn database(key: &str, table: &str, err: &tokio_postgres::Error) -> Self {
+    /// A database failure while loading `key` into `table`. `records` maps COPY input lines to
+    /// record indices, so that PostgreSQL's "COPY …, line N" names the record.
+    pub(crate) fn database(
+        key: &str,
+        table: &str,
+        err: &tokio_postgres::Error,
+        records: &[usize],
+    ) -> Self {
+        let mut reason = barge_core::error_chain(err);
+        if let Some(context) = err.as_db_error().and_then(|db| db.where_()) {
+            reason.push_str("\nCONTEXT: ");
+            reason.push_str(context);
+            if let Some(index) = copy_line(context).and_then(|line| records.get(line - 1)) {
+                reason.push_str(&format!(" (record {index})"));
+            }
+        }
         Self::Database {
             key: key.to_owned(),
             table: table.to_owned(),
-            reason: barge_core::error_chain(err),
-            transient: is_transient(err),
+            reason,
+            class: database_class(err),
         }
     }
 }
 
-/// Connection failures, serialization conflicts, resource exhaustion and administrator
-/// shutdowns pass; constraint, type and schema errors do not.
-pub(crate) fn is_transient(err: &tokio_postgres::Error) -> bool {
-    match err.code() {
-        None => true,
-        Some(state) => ["08", "40", "53", "57", "58"]
-            .iter()
-            .any(|class| state.code().starts_with(class)),
+/// The input line number in a COPY error's context (`COPY t, line 3, column c: …`).
+fn copy_line(context: &str) -> Option<usize> {
+    let rest = &context[context.find(", line ")? + ", line ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|line| *line > 0)
+}
+
+/// The class of a PostgreSQL failure, by SQLSTATE (the table in the README):
+///
+/// | SQLSTATE | meaning | class |
+/// | --- | --- | --- |
+/// | none: connection refused, reset, closed, timed out | unreachable | outage |
+/// | `08…` | connection exception | outage |
+/// | `28…`, `3D000` | authentication failed, no such database | outage |
+/// | `53…` | insufficient resources (disk full, out of memory, too many connections) | outage |
+/// | `57P01`, `57P02`, `57P03` | server shutting down, crashed, starting up | outage |
+/// | `58…`, `XX…` | system or internal error | outage |
+/// | `40001`, `40P01` | serialization failure, deadlock | retry |
+/// | `55P03`, `55006`, `57014` | lock not available, object in use, statement timeout | retry |
+/// | anything else (`22…` data, `23…` constraint, `42…` schema, …) | the batch itself | permanent |
+///
+/// Errors without SQLSTATE that are not about the connection (a value the driver cannot
+/// encode) are permanent too: retrying sends the same bytes.
+pub fn database_class(err: &tokio_postgres::Error) -> FailureClass {
+    let outage = FailureClass::Outage(Dependency::Database);
+    let Some(state) = err.code() else {
+        let connection_lost = err.is_closed()
+            || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
+            || err.to_string().starts_with("timeout");
+        return if connection_lost {
+            outage
+        } else {
+            FailureClass::Permanent
+        };
+    };
+    let code = state.code();
+    if ["40001", "40P01", "55P03", "55006", "57014"].contains(&code) {
+        FailureClass::Retry
+    } else if ["08", "28", "53", "58", "XX"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || ["3D000", "57P01", "57P02", "57P03"].contains(&code)
+    {
+        outage
+    } else {
+        FailureClass::Permanent
+    }
+}
+
+/// The class of an S3 failure: throttling and server errors are retried in place (S3 is up,
+/// just busy); anything else that reached this point (unreachable, timed out, access denied,
+/// bucket gone) stops the transformer until S3 answers again.
+pub fn storage_class(status: Option<u16>) -> FailureClass {
+    match status {
+        Some(429 | 500..=599) => FailureClass::Retry,
+        _ => FailureClass::Outage(Dependency::Storage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_context_names_the_line() {
+        assert_eq!(
+            copy_line("COPY barge_stage, line 3, column label: \"x\""),
+            Some(3)
+        );
+        assert_eq!(copy_line("COPY posts, line 12"), Some(12));
+        assert_eq!(copy_line("SQL statement \"…\""), None);
+        assert_eq!(copy_line("COPY posts, line 0"), None);
+    }
+
+    #[test]
+    fn throttling_is_retried_and_the_rest_is_an_outage() {
+        assert_eq!(storage_class(Some(503)), FailureClass::Retry);
+        assert_eq!(storage_class(Some(429)), FailureClass::Retry);
+        assert_eq!(
+            storage_class(Some(403)),
+            FailureClass::Outage(Dependency::Storage)
+        );
+        assert_eq!(storage_class(None), FailureClass::Outage(Dependency::Storage));
     }
 }

@@ -33,7 +33,7 @@ pub mod rejects;
 
 use database::Database;
 use dead_letter::{DeadLetterError, DeadLetters};
-pub use error::ProcessError;
+pub use error::{Dependency, FailureClass, ProcessError};
 use ledger::LedgerEntry;
 use notice::Notice;
 use queue::Queue;
@@ -43,8 +43,11 @@ use rejects::Reject;
 /// Wait of each receive while draining: long enough to see messages LocalStack or SQS is still
 /// delivering, short enough to notice an empty queue quickly.
 const DRAIN_WAIT_SECONDS: i32 = 1;
-/// How often `drain` tries a message that fails transiently before leaving it on the queue.
+/// How often `drain` retries a message in place, or probes a dependency that is down, before
+/// giving up on this drain.
 const DRAIN_ATTEMPTS: u32 = 3;
+/// How long a probe of a dependency that is down may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The heartbeat extends held messages every third of the visibility timeout, so the timeout
 /// must leave room for a few extensions to fail.
 const MIN_VISIBILITY: Duration = Duration::from_secs(3);
@@ -98,10 +101,14 @@ pub struct Report {
     pub ignored: usize,
     /// Messages moved to the dead-letter queue, with their reasons.
     pub dead_lettered: Vec<Failed>,
-    /// Messages that kept failing transiently and were left for redelivery (`drain` only).
+    /// Messages that failed transiently and were left for redelivery: handed back because a
+    /// dependency is down, or (`drain` only) still failing after a few tries.
     pub retry_later: Vec<Failed>,
-    /// Messages handed back to the queue because of shutdown.
+    /// Messages handed back unstarted, because of shutdown or an outage.
     pub released: usize,
+    /// The dependency found down, if one was: the transformer stopped receiving until it
+    /// answered again.
+    pub outage: Option<Dependency>,
 }
 
 /// What happened to one message in the end.
@@ -110,6 +117,8 @@ enum Outcome {
     Done(Done),
     DeadLettered(ProcessError),
     RetryLater(ProcessError),
+    /// Handed back because a dependency is down; nothing more should be received for now.
+    Outage(ProcessError, Dependency),
     Released,
 }
 
@@ -129,6 +138,10 @@ impl Report {
             Outcome::Done(Done::Ignored) => self.ignored += 1,
             Outcome::DeadLettered(error) => self.dead_lettered.push(Failed { message_id, error }),
             Outcome::RetryLater(error) => self.retry_later.push(Failed { message_id, error }),
+            Outcome::Outage(error, dependency) => {
+                self.outage = Some(dependency);
+                self.retry_later.push(Failed { message_id, error });
+            }
             Outcome::Released => self.released += 1,
         }
     }
@@ -140,6 +153,7 @@ impl Report {
         self.dead_lettered.extend(other.dead_lettered);
         self.retry_later.extend(other.retry_later);
         self.released += other.released;
+        self.outage = other.outage.or(self.outage);
     }
 }
 
@@ -165,13 +179,19 @@ pub enum StartError {
     Database(String),
 }
 
-/// How often a transient failure is retried before the message is left for later.
+/// How often a message is retried in place, or a dependency probed, before giving up.
 #[derive(Debug, Clone, Copy)]
 enum Attempts {
     /// Until it succeeds or shutdown is requested (the daemon).
     Unlimited,
     /// At most this many tries (draining, which must end).
     AtMost(u32),
+}
+
+impl Attempts {
+    fn exhausted(self, attempt: u32) -> bool {
+        matches!(self, Self::AtMost(max) if attempt >= max)
+    }
 }
 
 impl Transformer {
@@ -265,17 +285,20 @@ impl Transformer {
                 shutdown.cancelled().await;
                 tokio::time::sleep(grace).await;
             };
-            let finished = tokio::select! {
-                _ = self.handle_all(messages, shutdown, Attempts::Unlimited) => true,
-                () = grace_expired => false,
+            let report = tokio::select! {
+                report = self.handle_all(messages, shutdown, Attempts::Unlimited) => report,
+                () = grace_expired => {
+                    tracing::warn!(
+                        ?grace,
+                        "shutdown grace period over: abandoning the batch in hand (rolled back) and handing back held messages"
+                    );
+                    self.queue.release_all().await;
+                    break;
+                }
             };
-            if !finished {
-                tracing::warn!(
-                    ?grace,
-                    "shutdown grace period over: abandoning the batch in hand (rolled back) and handing back held messages"
-                );
-                self.queue.release_all().await;
-                break;
+            if let Some(dependency) = report.outage {
+                self.await_recovery(dependency, shutdown, Attempts::Unlimited)
+                    .await;
             }
         }
         tracing::info!("transformer stopped");
@@ -293,12 +316,77 @@ impl Transformer {
                 return Ok(report);
             }
             let attempts = Attempts::AtMost(DRAIN_ATTEMPTS);
-            report.absorb(self.handle_all(messages, &never, attempts).await);
+            let handled = self.handle_all(messages, &never, attempts).await;
+            let outage = handled.outage;
+            report.absorb(handled);
+            if let Some(dependency) = outage {
+                if !self.await_recovery(dependency, &never, attempts).await {
+                    return Ok(report);
+                }
+            }
         }
     }
 
-    /// Handles received messages one after another; once `shutdown` fires, the ones not
-    /// started are handed back.
+    /// The circuit breaker's open state: with nothing held and nothing received, probes
+    /// `dependency` with backoff until it answers (`true`), shutdown is requested or the
+    /// attempts run out (`false`).
+    async fn await_recovery(
+        &mut self,
+        dependency: Dependency,
+        shutdown: &CancellationToken,
+        attempts: Attempts,
+    ) -> bool {
+        tracing::warn!(%dependency, "dependency down: held messages handed back, receiving stopped until it answers");
+        let mut delays = retry_delays();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+            if !sleep_unless(shutdown, delay).await {
+                return false;
+            }
+            match self.probe(dependency).await {
+                Ok(()) => {
+                    tracing::info!(%dependency, attempt, "dependency answers again; receiving resumes");
+                    return true;
+                }
+                Err(reason) => {
+                    tracing::warn!(%dependency, attempt, error = %reason, "dependency still down");
+                    if attempts.exhausted(attempt) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One cheap call that succeeds only when `dependency` works for us again.
+    async fn probe(&mut self, dependency: Dependency) -> Result<(), String> {
+        let probe = async {
+            match dependency {
+                Dependency::Database => self
+                    .database
+                    .probe()
+                    .await
+                    .map_err(|err| barge_core::error_chain(&err)),
+                Dependency::Storage => self
+                    .aws
+                    .s3
+                    .head_bucket()
+                    .bucket(&self.settings.storage.bucket)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|err| barge_core::error_chain(&err)),
+            }
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, probe)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
+    }
+
+    /// Handles received messages one after another; once `shutdown` fires or a dependency is
+    /// found down, the ones not started are handed back.
     async fn handle_all(
         &mut self,
         messages: Vec<Message>,
@@ -309,7 +397,7 @@ impl Transformer {
         let mut report = Report::default();
         for message in messages {
             let message_id = queue::id(&message).to_owned();
-            if shutdown.is_cancelled() {
+            if shutdown.is_cancelled() || report.outage.is_some() {
                 self.queue.release(&message).await;
                 report.record(message_id, Outcome::Released);
                 continue;
@@ -329,8 +417,9 @@ impl Transformer {
         report
     }
 
-    /// Processes one message, retrying transient failures with backoff, and settles it: deleted
-    /// when done, dead-lettered when no retry can help, handed back on shutdown.
+    /// Processes one message and settles it: deleted when done, dead-lettered when no retry can
+    /// help, retried in place after a lost race or throttling, handed back when a dependency is
+    /// down or on shutdown.
     async fn handle(
         &mut self,
         message: &Message,
@@ -349,19 +438,26 @@ impl Transformer {
                 }
                 Err(error) => error,
             };
-            if !error.is_transient() {
-                return self.dead_letter(message, error).await;
-            }
-            if matches!(attempts, Attempts::AtMost(max) if attempt >= max) {
-                tracing::error!(error = %error, attempt, "still failing; leaving the message for redelivery");
-                self.queue.forget(message).await;
-                return Outcome::RetryLater(error);
-            }
-            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
-            tracing::warn!(error = %error, attempt, retry_in = ?delay, "transient failure; the message is kept and retried");
-            if !sleep_unless(shutdown, delay).await {
-                self.queue.release(message).await;
-                return Outcome::Released;
+            match error.class() {
+                FailureClass::Permanent => return self.dead_letter(message, error).await,
+                FailureClass::Outage(dependency) => {
+                    tracing::error!(error = %error, %dependency, "dependency down; the message is handed back");
+                    self.queue.release(message).await;
+                    return Outcome::Outage(error, dependency);
+                }
+                FailureClass::Retry if attempts.exhausted(attempt) => {
+                    tracing::error!(error = %error, attempt, "still failing; leaving the message for redelivery");
+                    self.queue.forget(message).await;
+                    return Outcome::RetryLater(error);
+                }
+                FailureClass::Retry => {
+                    let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+                    tracing::warn!(error = %error, attempt, retry_in = ?delay, "transient failure; the message is kept and retried");
+                    if !sleep_unless(shutdown, delay).await {
+                        self.queue.release(message).await;
+                        return Outcome::Released;
+                    }
+                }
             }
         }
     }
@@ -425,13 +521,14 @@ impl Transformer {
                     key: key.to_owned(),
                     source_name: batch.source.clone(),
                 })?;
-        let database_error =
-            |err: &tokio_postgres::Error| ProcessError::database(key, &source.table, err);
+        let database_error = |err: &tokio_postgres::Error, records: &[usize]| {
+            ProcessError::database(key, &source.table, err, records)
+        };
         if self
             .database
             .is_loaded(&batch.bucket, key, &batch.sha256)
             .await
-            .map_err(|err| database_error(&err))?
+            .map_err(|err| database_error(&err, &[]))?
         {
             tracing::info!("already loaded; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
@@ -450,10 +547,14 @@ impl Transformer {
             format,
         })?;
         let mut rows = Vec::with_capacity(records.len());
+        let mut row_records = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (index, &record) in records.iter().enumerate() {
             match record::map_record(source, index, record) {
-                Ok(row) => rows.push(row),
+                Ok(row) => {
+                    rows.push(row);
+                    row_records.push(index);
+                }
                 Err(error) => rejected.push(Reject { error, record }),
             }
         }
@@ -488,7 +589,7 @@ impl Transformer {
             .database
             .load(source, &entry, &rows)
             .await
-            .map_err(|err| database_error(&err))?
+            .map_err(|err| database_error(&err, &row_records))?
         else {
             tracing::info!("loaded meanwhile by another transformer; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
@@ -543,21 +644,18 @@ async fn download(aws: &AwsClients, batch: &BatchMessage) -> Result<bytes::Bytes
         Ok(object) => object,
         Err(err) => {
             let reason = barge_core::error_chain(&err);
-            let missing = err
-                .raw_response()
-                .is_some_and(|r| r.status().as_u16() == 404);
-            return Err(if missing {
-                ProcessError::MissingObject {
+            if err.as_service_error().is_some_and(|e| e.is_no_such_key()) {
+                return Err(ProcessError::MissingObject {
                     bucket,
                     key,
                     reason,
-                }
-            } else {
-                ProcessError::Download {
-                    bucket,
-                    key,
-                    reason,
-                }
+                });
+            }
+            return Err(ProcessError::Download {
+                bucket,
+                key,
+                reason,
+                class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
             });
         }
     };
@@ -569,6 +667,7 @@ async fn download(aws: &AwsClients, batch: &BatchMessage) -> Result<bytes::Bytes
             bucket: bucket.clone(),
             key: key.clone(),
             reason: barge_core::error_chain(&err),
+            class: error::storage_class(None),
         })?;
     Ok(body.into_bytes())
 }
@@ -597,6 +696,7 @@ async fn write_rejects(
             bucket: storage.bucket.clone(),
             rejects_key: rejects_key.clone(),
             reason: barge_core::error_chain(&err),
+            class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
         })?;
     tracing::warn!(
         rejected = rejected.len(),

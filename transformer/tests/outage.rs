@@ -1,5 +1,6 @@
 //! Long loads and a PostgreSQL that goes away: the heartbeat keeps a slow load's message from a
-//! second worker, and a database restart in the middle of a load costs time, not data.
+//! second worker, a database restart in the middle of a load costs time, not data, and a long
+//! outage does not dead-letter the backlog.
 
 mod common;
 
@@ -135,4 +136,74 @@ async fn postgres_stopped_in_the_middle_of_a_load_costs_time_not_rows() {
     assert_eq!(posts(&env).await, first, "nothing lost, nothing duplicated");
     assert_eq!(env.queued_messages().await, 0);
     assert_eq!(env.dead_lettered_messages().await, 0);
+}
+
+/// Visible and in-flight messages on the test's queue.
+async fn visible_and_in_flight(env: &TestEnv) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName::{
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+    };
+    let attributes = env
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&env.queue_url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    let count = |name| attributes[&name].parse::<u64>().unwrap();
+    (
+        count(ApproximateNumberOfMessages),
+        count(ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_redrive_limit_dead_letters_nothing() {
+    let cluster = Cluster::start_private().await.unwrap();
+    let (visibility, max_receives) = (3, 2);
+    let env = TestEnv::with(TestEnvOptions {
+        queue: QueueShape {
+            visibility_timeout_seconds: visibility,
+            max_receive_count: max_receives,
+        },
+        database_admin: Some(cluster.settings("postgres")),
+    })
+    .await;
+    let (shutdown, task) = run_transformer(&env).await;
+    cluster.stop();
+    let stopped = std::time::Instant::now();
+    let posts = barge_sample_api::posts(60);
+    for (index, chunk) in posts.chunks(10).enumerate() {
+        env.announce("posts", &format!("raw/posts/{index}.json"), &json(chunk))
+            .await;
+    }
+
+    // The breaker opens: every message handed back, none received while PostgreSQL is down.
+    eventually(Duration::from_secs(20), "all six messages are handed back", || async {
+        visible_and_in_flight(&env).await == (6, 0)
+    })
+    .await;
+    let outage = Duration::from_secs(2 * u64::from(visibility * max_receives) + 3);
+    tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
+    assert_eq!(
+        visible_and_in_flight(&env).await,
+        (6, 0),
+        "nothing is received while the database is down"
+    );
+    cluster.resume().unwrap();
+
+    eventually(Duration::from_secs(90), "the backlog loads", || async {
+        ledger(&env).await.len() == 6
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(common::posts(&env).await, posts);
+    assert_eq!(env.dead_lettered_messages().await, 0, "nothing dead-lettered");
+    assert_eq!(env.queued_messages().await, 0);
 }
