@@ -48,6 +48,12 @@ pub enum ImportError {
         /// The SDK's full error chain.
         reason: String,
     },
+    /// Shutdown was requested before this source's turn.
+    #[error("source {source_name:?}: not imported, shutdown was requested first")]
+    Interrupted {
+        /// Source name.
+        source_name: String,
+    },
     /// The object is archived but the SQS message could not be sent; the next run fetches again.
     #[error("source {source_name:?}: archived {key} but cannot announce it on SQS: {reason}")]
     Announce {
@@ -65,7 +71,10 @@ impl ImportError {
     /// may; a client error or a body of the wrong shape will not until the source changes.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Transport { .. } | Self::Archive { .. } | Self::Announce { .. } => true,
+            Self::Transport { .. }
+            | Self::Archive { .. }
+            | Self::Announce { .. }
+            | Self::Interrupted { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Format { .. } => false,
         }

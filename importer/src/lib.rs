@@ -49,11 +49,23 @@ impl Importer {
     }
 
     /// Imports every source once, each independently: one failing source does not stop the
-    /// others. Returns each source's outcome in declaration order.
-    pub async fn run_once(&self) -> Vec<(String, Result<BatchMessage, ImportError>)> {
+    /// others. Once `shutdown` fires, the import under way is finished and the sources not yet
+    /// started are reported as [`ImportError::Interrupted`]. Returns each source's outcome in
+    /// declaration order.
+    pub async fn run_once(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Vec<(String, Result<BatchMessage, ImportError>)> {
         let mut outcomes = Vec::with_capacity(self.settings.sources.len());
         for source in &self.settings.sources {
-            let outcome = self.import_logged(source).await;
+            let outcome = if shutdown.is_cancelled() {
+                tracing::warn!(source = %source.name, "not imported: shutdown requested first");
+                Err(ImportError::Interrupted {
+                    source_name: source.name.clone(),
+                })
+            } else {
+                self.import_logged(source).await
+            };
             outcomes.push((source.name.clone(), outcome));
         }
         outcomes

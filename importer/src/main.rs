@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Import every source once and exit; non-zero if any source failed.
+    /// Import every source once and exit; non-zero if any source failed or was not reached
+    /// because of SIGTERM/SIGINT (the import under way is finished first).
     Once,
     /// Import each source on its interval until SIGTERM or SIGINT.
     Run,
@@ -32,13 +33,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init("info");
     let settings = cli.settings.load().context("loading settings")?;
+    let shutdown = shutdown::on_signal().context("installing signal handlers")?;
     let importer = Importer::new(settings, AwsClients::from_env().await)
         .await
         .context("starting the importer")?;
     match cli.command {
         Command::Once => {
             let failed = importer
-                .run_once()
+                .run_once(&shutdown)
                 .await
                 .iter()
                 .filter(|(_, outcome)| outcome.is_err())
@@ -50,7 +52,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run => {
-            let shutdown = shutdown::on_signal().context("installing signal handlers")?;
             importer.run(shutdown).await;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,15 +1,15 @@
 //! The importer against real LocalStack, with the sample API or wiremock as the third-party API.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use barge_core::BatchMessage;
-use barge_localenv::{TestEnv, spawn_sample_api};
+use barge_localenv::{Daemon, TestEnv, spawn_sample_api};
 use importer::{ImportError, Importer};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 async fn receive_all(env: &TestEnv) -> Vec<BatchMessage> {
     let mut messages = Vec::new();
@@ -188,7 +188,7 @@ async fn once_reports_each_source_and_one_failure_does_not_stop_the_others() {
         .await
         .unwrap();
 
-    let outcomes = importer.run_once().await;
+    let outcomes = importer.run_once(&CancellationToken::new()).await;
 
     assert_eq!(outcomes.len(), 2);
     assert_eq!(outcomes[0].0, "broken");
@@ -216,57 +216,119 @@ async fn unknown_queue_fails_at_start_naming_it() {
     );
 }
 
-// Multi-threaded: the test blocks reading the daemon's stderr while the in-process API serves.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daemon_imports_on_its_interval_and_stops_cleanly_on_sigterm() {
+/// An API whose `/slow` answers like the sample API's `/posts` (three posts) after a second,
+/// reporting each request it starts on `started`; returns its base URL.
+async fn slow_api(started: tokio::sync::mpsc::UnboundedSender<()>) -> String {
+    let api = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                let started = started.clone();
+                async move {
+                    let _ = started.send(());
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    axum::Json(barge_sample_api::posts(3))
+                }
+            }),
+        )
+        .merge(barge_sample_api::router(3));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    base
+}
+
+/// A settings file with the given `(name, url)` sources, fetched every `interval`.
+fn config_file(env: &TestEnv, interval: &str, sources: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (name, url) in sources {
+        text.push_str(&format!(
+            "[[sources]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"{interval}\"\n\
+             table = \"{name}\"\nprimary_key = [\"id\"]\ncolumns = [{{ name = \"id\", type = \"bigint\" }}]\n"
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("{}.toml", env.settings.queue.queue));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn daemon_imports_on_its_interval() {
     let url = spawn_sample_api(4).await;
     let env = TestEnv::new().await;
-    let config = std::env::temp_dir().join(format!("{}.toml", env.settings.queue.queue));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            [[sources]]
-            name = "posts"
-            url = "{url}"
-            interval = "1s"
-            table = "posts"
-            primary_key = ["id"]
-            columns = [{{ name = "id", type = "bigint" }}]
-            "#
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_importer"))
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .envs(env.barge_env())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(daemon.stderr.take().unwrap());
-    let mut archived = 0;
-    let mut log = Vec::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        if line.contains("batch archived and announced") {
-            archived += 1;
-            if archived == 2 {
-                // Two imports a second apart: the interval drives the daemon.
-                Command::new("kill")
-                    .args(["-TERM", &daemon.id().to_string()])
-                    .status()
-                    .unwrap();
-            }
-        }
-        log.push(line);
-    }
-    let status = daemon.wait().unwrap();
-    let log = log.join("\n");
-    assert!(status.success(), "exit {status}; log:\n{log}");
-    assert!(log.contains("shutdown requested"), "{log}");
-    assert!(log.contains("source stopped"), "{log}");
+    let config = config_file(&env, "1s", &[("posts", &url)]);
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_importer"),
+        &["--config", config.to_str().unwrap(), "run"],
+        &env,
+        &[],
+    );
+    barge_localenv::eventually(Duration::from_secs(30), "two imports", || async {
+        daemon.log().matches("batch archived and announced").count() >= 2
+    })
+    .await;
+    daemon.terminate();
+    let (code, log) = daemon.wait(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "{log}");
     let objects = env.object_keys().await.len();
     assert!(objects >= 2, "{objects} objects; log:\n{log}");
-    // Every archived object was announced, including one that was under way at SIGTERM.
     assert_eq!(env.queued_messages().await, objects as u64, "log:\n{log}");
+}
+
+#[tokio::test]
+async fn sigterm_during_an_import_finishes_it_before_the_daemon_stops() {
+    let (started, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let base = slow_api(started).await;
+    let env = TestEnv::new().await;
+    let config = config_file(&env, "1h", &[("posts", &format!("{base}/slow"))]);
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_importer"),
+        &["--config", config.to_str().unwrap(), "run"],
+        &env,
+        &[],
+    );
+    requests.recv().await.expect("the daemon fetches");
+
+    daemon.terminate();
+    let (code, log) = daemon.wait(Duration::from_secs(20)).await;
+
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert_eq!(env.object_keys().await.len(), 1, "archived; log:\n{log}");
+    assert_eq!(env.queued_messages().await, 1, "and announced; log:\n{log}");
+}
+
+#[tokio::test]
+async fn sigterm_during_once_finishes_the_import_under_way_and_skips_the_rest() {
+    let (started, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let base = slow_api(started).await;
+    let env = TestEnv::new().await;
+    let config = config_file(
+        &env,
+        "1h",
+        &[
+            ("slow", &format!("{base}/slow")),
+            ("posts", &format!("{base}/posts")),
+        ],
+    );
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_importer"),
+        &["--config", config.to_str().unwrap(), "once"],
+        &env,
+        &[],
+    );
+    requests.recv().await.expect("the first source is fetched");
+
+    daemon.terminate();
+    let (code, log) = daemon.wait(Duration::from_secs(20)).await;
+
+    assert_eq!(code, Some(1), "a source was not imported; log:\n{log}");
+    let keys = env.object_keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}; log:\n{log}");
+    assert!(keys[0].starts_with("raw/slow/"), "{keys:?}");
+    assert_eq!(env.queued_messages().await, 1, "log:\n{log}");
+    assert!(
+        log.contains("not imported: shutdown requested first"),
+        "{log}"
+    );
 }

@@ -305,6 +305,9 @@ mod tests {
             storage_class(Some(403)),
             FailureClass::Outage(Dependency::Storage)
         );
-        assert_eq!(storage_class(None), FailureClass::Outage(Dependency::Storage));
+        assert_eq!(
+            storage_class(None),
+            FailureClass::Outage(Dependency::Storage)
+        );
     }
 }

@@ -659,17 +659,23 @@ async fn download(aws: &AwsClients, batch: &BatchMessage) -> Result<bytes::Bytes
             });
         }
     };
-    let body = object
-        .body
-        .collect()
-        .await
-        .map_err(|err| ProcessError::Download {
-            bucket: bucket.clone(),
-            key: key.clone(),
-            reason: barge_core::error_chain(&err),
-            class: error::storage_class(None),
-        })?;
-    Ok(body.into_bytes())
+    let failed = |reason: String| ProcessError::Download {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        reason,
+        class: error::storage_class(None),
+    };
+    let stall = aws.timeouts.stall;
+    let mut body = object.body;
+    let mut bytes = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(stall, body.next()).await {
+            Err(_) => return Err(failed(format!("no data for {stall:?} while reading"))),
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(Err(err))) => return Err(failed(barge_core::error_chain(&err))),
+            Ok(Some(Ok(chunk))) => bytes.extend_from_slice(&chunk),
+        }
+    }
 }
 
 /// Writes a batch's rejected records under the errors prefix; returns their `s3://` URL.

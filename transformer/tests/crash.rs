@@ -13,10 +13,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use barge_localenv::{QueueShape, TestEnv, TestEnvOptions};
+use barge_localenv::{QueueShape, TestEnv, TestEnvOptions, eventually};
 use barge_sample_api::Post;
 use chrono::{DateTime, Utc};
-use common::{Daemon, eventually, json, ledger};
+use common::{daemon, json, ledger};
 use md5::{Digest, Md5};
 
 fn knob(name: &str, default: u64) -> u64 {
@@ -201,10 +201,7 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
     rng.shuffle(&mut bodies);
     let duplicates = bodies.len() - objects.len();
 
-    let mut daemons = [
-        Daemon::start(&env, &daemon_env),
-        Daemon::start(&env, &daemon_env),
-    ];
+    let mut daemons = [daemon(&env, &daemon_env), daemon(&env, &daemon_env)];
     let started = Instant::now();
     let mut next_body = bodies.iter();
     let mut killed = 0;
@@ -215,7 +212,7 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(rng.u64(100..900))).await;
         let victim = rng.usize(..2);
-        let replacement = Daemon::start(&env, &daemon_env);
+        let replacement = daemon(&env, &daemon_env);
         std::mem::replace(&mut daemons[victim], replacement).kill();
         killed += 1;
     }
@@ -235,8 +232,8 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
     .await;
     for daemon in daemons {
         daemon.terminate();
-        let (success, log) = daemon.wait(Duration::from_secs(30)).await;
-        assert!(success, "{log}");
+        let (code, log) = daemon.wait(Duration::from_secs(30)).await;
+        assert_eq!(code, Some(0), "{log}");
     }
 
     for (table, expected) in [

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use barge_localenv::postgres::Cluster;
-use barge_localenv::{QueueShape, TestEnv, TestEnvOptions};
-use common::{eventually, json, ledger, load_is_blocked, posts, transformer};
+use barge_localenv::{QueueShape, TestEnv, TestEnvOptions, eventually};
+use common::{json, ledger, load_is_blocked, posts, transformer};
 use tokio_util::sync::CancellationToken;
 
 /// Starts the transformer's daemon loop in this process; cancel the token to stop it.
@@ -184,9 +184,11 @@ async fn an_outage_longer_than_the_redrive_limit_dead_letters_nothing() {
     }
 
     // The breaker opens: every message handed back, none received while PostgreSQL is down.
-    eventually(Duration::from_secs(20), "all six messages are handed back", || async {
-        visible_and_in_flight(&env).await == (6, 0)
-    })
+    eventually(
+        Duration::from_secs(20),
+        "all six messages are handed back",
+        || async { visible_and_in_flight(&env).await == (6, 0) },
+    )
     .await;
     let outage = Duration::from_secs(2 * u64::from(visibility * max_receives) + 3);
     tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
@@ -204,6 +206,62 @@ async fn an_outage_longer_than_the_redrive_limit_dead_letters_nothing() {
     shutdown.cancel();
     task.await.unwrap();
     assert_eq!(common::posts(&env).await, posts);
-    assert_eq!(env.dead_lettered_messages().await, 0, "nothing dead-lettered");
+    assert_eq!(
+        env.dead_lettered_messages().await,
+        0,
+        "nothing dead-lettered"
+    );
     assert_eq!(env.queued_messages().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_elsewhere_delays_a_load_without_blocking_it_for_good() {
+    let mut env = TestEnv::new().await;
+    env.settings.database.lock_timeout = Duration::from_secs(1);
+    let (shutdown, task) = run_transformer(&env).await;
+    // An ALTER TABLE or a forgotten transaction elsewhere holds the table.
+    let lock = env.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    env.announce(
+        "posts",
+        "raw/posts/p.json",
+        &json(&barge_sample_api::posts(3)),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the load waits for the lock",
+        || load_is_blocked(&env),
+    )
+    .await;
+
+    // Each wait is cut at the lock timeout and retried, never one wait all along.
+    let db = env.db().await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let longest: f64 = db
+            .query_one(
+                "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)::float8 \
+                 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&env.settings.database.dbname],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            longest < 2.5,
+            "a statement has waited {longest} s for the lock"
+        );
+    }
+    lock.batch_execute("COMMIT").await.unwrap();
+
+    eventually(Duration::from_secs(60), "the load commits", || async {
+        ledger(&env).await.len() == 1
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(posts(&env).await, barge_sample_api::posts(3));
 }

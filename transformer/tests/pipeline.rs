@@ -5,11 +5,9 @@ mod common;
 use std::time::Duration;
 
 use barge_core::{Column, ColumnType, Source};
-use barge_localenv::{TestEnv, spawn_sample_api};
+use barge_localenv::{TestEnv, eventually, spawn_sample_api};
 use chrono::{DateTime, NaiveDate, Utc};
-use common::{
-    Daemon, blocked_sessions, eventually, json, ledger, load_is_blocked, posts, transformer,
-};
+use common::{blocked_sessions, daemon, json, ledger, load_is_blocked, posts, transformer};
 use importer::Importer;
 use transformer::{ProcessError, Transformer};
 
@@ -382,7 +380,7 @@ async fn a_database_refusal_rolls_back_the_batch_and_dead_letters_it_with_the_re
 #[tokio::test]
 async fn daemon_stops_promptly_and_cleanly_on_sigterm_while_polling() {
     let env = TestEnv::new().await;
-    let daemon = Daemon::start(&env, &[("BARGE__QUEUE__WAIT_SECONDS", "20")]);
+    let daemon = daemon(&env, &[("BARGE__QUEUE__WAIT_SECONDS", "20")]);
     daemon
         .wait_for_log("polling for batches", Duration::from_secs(30))
         .await;
@@ -390,8 +388,8 @@ async fn daemon_stops_promptly_and_cleanly_on_sigterm_while_polling() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     daemon.terminate();
     // The idle poll is abandoned rather than waited out.
-    let (success, log) = daemon.wait(Duration::from_secs(10)).await;
-    assert!(success, "{log}");
+    let (code, log) = daemon.wait(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "{log}");
     assert!(
         log.contains("shutdown requested") && log.contains("transformer stopped"),
         "{log}"
@@ -413,7 +411,7 @@ async fn sigterm_during_a_load_finishes_it_within_the_grace_period() {
     let env = TestEnv::new().await;
     transformer(&env).await; // creates the table, so that the test can lock it
     let lock = lock_posts(&env).await;
-    let daemon = Daemon::start(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "60s")]);
+    let daemon = daemon(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "60s")]);
     env.announce(
         "posts",
         "raw/posts/p.json",
@@ -430,9 +428,9 @@ async fn sigterm_during_a_load_finishes_it_within_the_grace_period() {
     daemon.terminate();
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(lock);
-    let (success, log) = daemon.wait(Duration::from_secs(30)).await;
+    let (code, log) = daemon.wait(Duration::from_secs(30)).await;
 
-    assert!(success, "{log}");
+    assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("batch committed"), "{log}");
     assert_eq!(posts(&env).await, barge_sample_api::posts(5));
     assert_eq!(env.queued_messages().await, 0, "deleted after the commit");
@@ -443,7 +441,7 @@ async fn sigterm_past_the_grace_period_rolls_back_and_hands_every_message_back_a
     let env = TestEnv::new().await;
     transformer(&env).await;
     let _lock = lock_posts(&env).await;
-    let daemon = Daemon::start(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "1s")]);
+    let daemon = daemon(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "1s")]);
     for name in ["a", "b", "c"] {
         env.announce(
             "posts",
@@ -458,9 +456,9 @@ async fn sigterm_past_the_grace_period_rolls_back_and_hands_every_message_back_a
     .await;
 
     daemon.terminate();
-    let (success, log) = daemon.wait(Duration::from_secs(20)).await;
+    let (code, log) = daemon.wait(Duration::from_secs(20)).await;
 
-    assert!(success, "{log}");
+    assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("grace period over"), "{log}");
     assert!(ledger(&env).await.is_empty(), "nothing committed");
     // Handed back: visible again now, not after the 60 s visibility timeout.
@@ -482,5 +480,47 @@ async fn sigterm_past_the_grace_period_rolls_back_and_hands_every_message_back_a
         bodies.len(),
         3,
         "every held message is visible again: {bodies:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_sigterm_stops_at_once_and_loses_nothing() {
+    let env = TestEnv::new().await;
+    transformer(&env).await;
+    let lock = lock_posts(&env).await;
+    let daemon = daemon(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "60s")]);
+    env.announce(
+        "posts",
+        "raw/posts/p.json",
+        &json(&barge_sample_api::posts(5)),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the load blocks on the lock",
+        || load_is_blocked(&env),
+    )
+    .await;
+
+    daemon.terminate();
+    daemon
+        .wait_for_log("shutdown requested", Duration::from_secs(10))
+        .await;
+    daemon.terminate();
+    // Far inside the 60 s grace period: the second signal does not wait for the load.
+    let (code, log) = daemon.wait(Duration::from_secs(15)).await;
+
+    assert_eq!(code, Some(143), "{log}");
+    assert!(log.contains("second signal: stopping at once"), "{log}");
+    drop(lock);
+    assert!(
+        ledger(&env).await.is_empty(),
+        "the abandoned load rolled back"
+    );
+    assert!(posts(&env).await.is_empty());
+    assert_eq!(
+        env.queued_messages().await,
+        1,
+        "the message was not consumed"
     );
 }

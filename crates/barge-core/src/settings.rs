@@ -132,6 +132,18 @@ pub struct DatabaseSettings {
     /// How long to wait for a connection before giving up.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Longest any one statement may run (PostgreSQL's `statement_timeout`); a load that hits
+    /// it is retried.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Longest a statement waits for a lock (`lock_timeout`), so that an `ALTER TABLE` or a
+    /// long transaction elsewhere delays a load instead of blocking it for good.
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// Longest a session may sit idle inside a transaction before PostgreSQL ends it
+    /// (`idle_in_transaction_session_timeout`), releasing its locks.
+    #[serde(with = "humantime_serde")]
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -143,14 +155,29 @@ impl Default for DatabaseSettings {
             password: SecretString::from("barge"),
             dbname: "barge".into(),
             connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(5 * 60),
+            lock_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(5 * 60),
         }
     }
 }
 
+/// TCP keepalive probes start after this much silence on a PostgreSQL connection, so that a
+/// peer gone without a reset (a failover, a NAT dropping idle flows) is noticed in about a
+/// minute rather than the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// Interval between keepalive probes, and how many may go unanswered.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest sent data may stay unacknowledged before the connection is dropped
+/// (`TCP_USER_TIMEOUT`): the same failure while a query is being sent.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl DatabaseSettings {
-    /// A connected client. The one place barge opens PostgreSQL connections, so the password
-    /// leaves its `SecretString` only here, straight into the driver. The connection runs on its
-    /// own task; when it ends with an error the client reports closed and the error is logged.
+    /// A connected client with the session's timeouts set. The one place barge opens PostgreSQL
+    /// connections, so the password leaves its `SecretString` only here, straight into the
+    /// driver. The connection runs on its own task; when it ends with an error the client
+    /// reports closed and the error is logged.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, connection) = self.pg_config().connect(tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
@@ -158,6 +185,17 @@ impl DatabaseSettings {
                 tracing::warn!(error = %crate::error_chain(&err), "database connection closed");
             }
         });
+        // SET rather than startup options, which poolers such as RDS Proxy refuse.
+        let millis = |d: Duration| d.as_millis();
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}; SET lock_timeout = {}; \
+                 SET idle_in_transaction_session_timeout = {}",
+                millis(self.statement_timeout),
+                millis(self.lock_timeout),
+                millis(self.idle_in_transaction_timeout)
+            ))
+            .await?;
         Ok(client)
     }
 
@@ -170,6 +208,11 @@ impl DatabaseSettings {
             .password(self.password.expose_secret())
             .dbname(&self.dbname)
             .connect_timeout(self.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
             .application_name("barge");
         config
     }
@@ -408,6 +451,15 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_silent_peer_is_noticed_within_about_a_minute() {
+        let config = DatabaseSettings::default().pg_config();
+        assert!(config.get_keepalives());
+        let dead_after = config.get_keepalives_idle() + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES;
+        assert!(dead_after <= Duration::from_secs(60), "{dead_after:?}");
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //!
 //! In AWS the same resources come from Terraform; nothing here is used by the daemons.
 
+mod daemon;
 pub mod postgres;
 
+pub use daemon::Daemon;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -434,4 +437,17 @@ pub async fn spawn_sample_api(count: i64) -> String {
         std::future::pending(),
     ));
     format!("http://{address}/posts")
+}
+
+/// Polls `check` every 100 ms until it holds, panicking with `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,13 +1,15 @@
 //! A stand-in for JSONPlaceholder: `GET /posts` answers a JSON array of `count` posts whose
 //! content is a pure function of the post id, so the demo and tests run offline and can compare
-//! every loaded row with what was served.
+//! every loaded row with what was served. `GET /posts?delay_ms=N` answers after N ms.
 
 use std::future::Future;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 /// One post, serialized with JSONPlaceholder's field names.
@@ -56,7 +58,20 @@ pub fn router(count: i64) -> Router {
         .with_state(count)
 }
 
-async fn list_posts(State(count): State<i64>) -> axum::Json<Vec<Post>> {
+/// Query parameters of `/posts`.
+#[derive(Debug, Deserialize)]
+struct PostsQuery {
+    /// Answer only after this many milliseconds: a slow API.
+    delay_ms: Option<u64>,
+}
+
+async fn list_posts(
+    State(count): State<i64>,
+    Query(query): Query<PostsQuery>,
+) -> axum::Json<Vec<Post>> {
+    if let Some(delay) = query.delay_ms {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     axum::Json(posts(count))
 }
 

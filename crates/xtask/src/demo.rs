@@ -43,7 +43,7 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
 
     println!("\n== importer once");
     let importer = Importer::new(settings.clone(), aws.clone()).await?;
-    for (source, outcome) in importer.run_once().await {
+    for (source, outcome) in importer.run_once(&CancellationToken::new()).await {
         let message = outcome.with_context(|| format!("importing source {source}"))?;
         println!(
             "{source}: {} records archived at s3://{}/{} and announced",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::Credentials;
-use barge_core::aws::AwsClients;
+use barge_core::aws::{AwsClients, Timeouts};
 use barge_core::settings::DatabaseSettings;
 use barge_localenv::postgres::{self, Cluster, is_root, run, tail};
 use sha2::{Digest, Sha256};
@@ -204,7 +204,7 @@ impl LocalStack {
             .credentials_provider(Credentials::new("test", "test", None, None, "barge-xtask"))
             .load()
             .await;
-        AwsClients::from_sdk_config(&config)
+        AwsClients::from_sdk_config(&config, Timeouts::default())
     }
 
     /// Ready means a real S3 call and a real SQS call succeed: on an unsupported Python,

@@ -2,12 +2,7 @@
 //! uses a different subset, hence the `dead_code` allowance).
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use barge_localenv::TestEnv;
+use barge_localenv::{Daemon, TestEnv};
 use barge_sample_api::Post;
 use transformer::Transformer;
 
@@ -77,19 +72,6 @@ pub async fn ledger(env: &TestEnv) -> Vec<LedgerRow> {
         .collect()
 }
 
-/// Polls `check` every 100 ms until it holds, panicking with `what` after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Whether a session of the test database waits for a lock: the transformer's load is blocked
 /// behind a lock the test holds.
 pub async fn load_is_blocked(env: &TestEnv) -> bool {
@@ -109,90 +91,7 @@ pub async fn blocked_sessions(env: &TestEnv) -> i64 {
         .get(0)
 }
 
-/// The `transformer run` binary, started against `env` with extra environment `extra`, logging
-/// to a file.
-pub struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    pub fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "barge-transformer-{}.log",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let file = File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_transformer"))
-            .arg("run")
-            .envs(env.barge_env())
-            .envs(extra.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    /// What it has logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until its log contains `text`.
-    pub async fn wait_for_log(&self, text: &str, limit: Duration) {
-        let started = Instant::now();
-        while !self.log().contains(text) {
-            assert!(
-                started.elapsed() < limit,
-                "the daemon did not log {text:?} within {limit:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Sends SIGKILL and reaps it.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for it to exit (at most `limit`), returning whether it exited successfully.
-    pub async fn wait(mut self, limit: Duration) -> (bool, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.success(), self.log());
-            }
-            if started.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the daemon did not exit within {limit:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+/// The `transformer run` binary, started against `env` with extra environment `extra`.
+pub fn daemon(env: &TestEnv, extra: &[(&str, &str)]) -> Daemon {
+    Daemon::start(env!("CARGO_BIN_EXE_transformer"), &["run"], env, extra)
 }

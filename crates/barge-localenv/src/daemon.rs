@@ -1,0 +1,101 @@
+//! A daemon binary run as a child process by a test, logging to a file the test can read.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TestEnv;
+
+/// A running `importer` or `transformer` process. Dropping it kills it and removes its log.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program` with `args`, pointed at `env`'s resources, with extra environment
+    /// `extra` and `RUST_LOG=info`.
+    pub fn start(
+        program: impl AsRef<Path>,
+        args: &[&str],
+        env: &TestEnv,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "barge-daemon-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = File::create(&log).expect("create the daemon's log");
+        let child = Command::new(program.as_ref())
+            .args(args)
+            .envs(env.barge_env())
+            .envs(extra.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start the daemon");
+        Self { child, log }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its log contains `text`, panicking with the log after `limit`.
+    pub async fn wait_for_log(&self, text: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.log().contains(text) {
+            assert!(
+                started.elapsed() < limit,
+                "the daemon did not log {text:?} within {limit:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Sends SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill the daemon");
+        self.child.wait().expect("reap the daemon");
+    }
+
+    /// Waits for it to exit, returning its exit code (`None` if a signal ended it) and log;
+    /// panics with the log if it is still running after `limit`.
+    pub async fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the daemon") {
+                return (status.code(), self.log());
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "the daemon did not exit within {limit:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
