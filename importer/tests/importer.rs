@@ -216,6 +216,9 @@ async fn unknown_queue_fails_at_start_naming_it() {
     );
 }
 
+/// An interval long enough that a daemon imports once in a test.
+const HOUR: Duration = Duration::from_secs(3600);
+
 /// An API whose `/slow` answers like the sample API's `/posts` (three posts) after a second,
 /// reporting each request it starts on `started`; returns its base URL.
 async fn slow_api(started: tokio::sync::mpsc::UnboundedSender<()>) -> String {
@@ -238,31 +241,29 @@ async fn slow_api(started: tokio::sync::mpsc::UnboundedSender<()>) -> String {
     base
 }
 
-/// A settings file with the given `(name, url)` sources, fetched every `interval`.
-fn config_file(env: &TestEnv, interval: &str, sources: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = String::new();
-    for (name, url) in sources {
-        text.push_str(&format!(
-            "[[sources]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"{interval}\"\n\
-             table = \"{name}\"\nprimary_key = [\"id\"]\ncolumns = [{{ name = \"id\", type = \"bigint\" }}]\n"
-        ));
-    }
-    let path = std::env::temp_dir().join(format!("{}.toml", env.settings.queue.queue));
-    std::fs::write(&path, text).unwrap();
-    path
+/// `env` with the given `(name, url)` sources, fetched every `interval`.
+fn with_sources(mut env: TestEnv, interval: Duration, sources: &[(&str, &str)]) -> TestEnv {
+    env.settings.sources = sources
+        .iter()
+        .map(|(name, url)| {
+            let mut source = barge_core::Source::jsonplaceholder_posts();
+            (source.name, source.url, source.interval) =
+                (name.to_string(), url.to_string(), interval);
+            source
+        })
+        .collect();
+    env
 }
 
 #[tokio::test]
 async fn daemon_imports_on_its_interval() {
     let url = spawn_sample_api(4).await;
-    let env = TestEnv::new().await;
-    let config = config_file(&env, "1s", &[("posts", &url)]);
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_importer"),
-        &["--config", config.to_str().unwrap(), "run"],
-        &env,
-        &[],
+    let env = with_sources(
+        TestEnv::new().await,
+        Duration::from_secs(1),
+        &[("posts", &url)],
     );
+    let daemon = Daemon::start(env!("CARGO_BIN_EXE_importer"), &["run"], &env, &[]);
     barge_localenv::eventually(Duration::from_secs(30), "two imports", || async {
         daemon.log().matches("batch archived and announced").count() >= 2
     })
@@ -279,14 +280,12 @@ async fn daemon_imports_on_its_interval() {
 async fn sigterm_during_an_import_finishes_it_before_the_daemon_stops() {
     let (started, mut requests) = tokio::sync::mpsc::unbounded_channel();
     let base = slow_api(started).await;
-    let env = TestEnv::new().await;
-    let config = config_file(&env, "1h", &[("posts", &format!("{base}/slow"))]);
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_importer"),
-        &["--config", config.to_str().unwrap(), "run"],
-        &env,
-        &[],
+    let env = with_sources(
+        TestEnv::new().await,
+        HOUR,
+        &[("posts", &format!("{base}/slow"))],
     );
+    let daemon = Daemon::start(env!("CARGO_BIN_EXE_importer"), &["run"], &env, &[]);
     requests.recv().await.expect("the daemon fetches");
 
     daemon.terminate();
@@ -302,21 +301,15 @@ async fn sigterm_during_an_import_finishes_it_before_the_daemon_stops() {
 async fn sigterm_during_once_finishes_the_import_under_way_and_skips_the_rest() {
     let (started, mut requests) = tokio::sync::mpsc::unbounded_channel();
     let base = slow_api(started).await;
-    let env = TestEnv::new().await;
-    let config = config_file(
-        &env,
-        "1h",
+    let env = with_sources(
+        TestEnv::new().await,
+        HOUR,
         &[
             ("slow", &format!("{base}/slow")),
             ("posts", &format!("{base}/posts")),
         ],
     );
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_importer"),
-        &["--config", config.to_str().unwrap(), "once"],
-        &env,
-        &[],
-    );
+    let daemon = Daemon::start(env!("CARGO_BIN_EXE_importer"), &["once"], &env, &[]);
     requests.recv().await.expect("the first source is fetched");
 
     daemon.terminate();

@@ -174,6 +174,9 @@ pub enum StartError {
     /// There is no usable dead-letter queue.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
+    /// The database password could not be read from its file or secret.
+    #[error(transparent)]
+    Password(#[from] barge_core::secrets::SecretError),
     /// PostgreSQL is unreachable or refused the table definitions.
     #[error("cannot prepare the database tables: {0}")]
     Database(String),
@@ -195,10 +198,12 @@ impl Attempts {
 }
 
 impl Transformer {
-    /// Resolves the queue and its dead-letter queue, reads the queue's visibility timeout (the
-    /// heartbeat's rhythm), and creates the ledger and missing tables, so that a
-    /// misconfiguration fails at start-up rather than on the first message.
-    pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
+    /// Reads the database password from its file or secret, resolves the queue and its
+    /// dead-letter queue, reads the queue's visibility timeout (the heartbeat's rhythm), and
+    /// creates the ledger and missing tables, so that a misconfiguration fails at start-up
+    /// rather than on the first message.
+    pub async fn new(mut settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
+        settings.database = settings.database.resolve_password(&aws.secrets).await?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
         let attributes_error = |reason: String| StartError::QueueAttributes {
             queue: queue_url.clone(),
@@ -319,10 +324,10 @@ impl Transformer {
             let handled = self.handle_all(messages, &never, attempts).await;
             let outage = handled.outage;
             report.absorb(handled);
-            if let Some(dependency) = outage {
-                if !self.await_recovery(dependency, &never, attempts).await {
-                    return Ok(report);
-                }
+            if let Some(dependency) = outage
+                && !self.await_recovery(dependency, &never, attempts).await
+            {
+                return Ok(report);
             }
         }
     }

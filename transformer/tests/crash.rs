@@ -115,24 +115,6 @@ async fn table_digest(env: &TestEnv, table: &str) -> (usize, String) {
     (row.get::<_, i64>(0) as usize, row.get(1))
 }
 
-/// Settings with both sources, for the daemons.
-fn config_file(env: &TestEnv) -> std::path::PathBuf {
-    let columns = r#"columns = [
-            { name = "id", type = "bigint" },
-            { name = "user_id", type = "bigint", field = "userId" },
-            { name = "title", type = "text" },
-            { name = "body", type = "text" },
-        ]"#;
-    let text = format!(
-        "[[sources]]\nname = \"posts\"\nurl = \"http://127.0.0.1:1/\"\ntable = \"posts\"\n\
-         primary_key = [\"id\"]\n{columns}\n\
-         [[sources]]\nname = \"events\"\nurl = \"http://127.0.0.1:1/\"\ntable = \"events\"\n{columns}\n"
-    );
-    let path = std::env::temp_dir().join(format!("{}.toml", env.settings.storage.bucket));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// MD5 of the rows, one `id|user_id|title|body` line each, in their order: the same text the
 /// database digests in [`table_digest`].
 fn digest(rows: &[Post]) -> String {
@@ -162,14 +144,12 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
         ..TestEnvOptions::default()
     })
     .await;
-    let config = config_file(&env);
     let mut events = env.settings.sources[0].clone();
     (events.name, events.table) = ("events".into(), "events".into());
     events.primary_key.clear();
     env.settings.sources.push(events);
     // Tables exist before the daemons race to start.
     common::transformer(&env).await;
-    let daemon_env = [("BARGE_CONFIG", config.to_str().unwrap())];
 
     // Archive everything first, then announce in random order while the daemons are killed.
     let mut bodies = Vec::new();
@@ -201,7 +181,7 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
     rng.shuffle(&mut bodies);
     let duplicates = bodies.len() - objects.len();
 
-    let mut daemons = [daemon(&env, &daemon_env), daemon(&env, &daemon_env)];
+    let mut daemons = [daemon(&env, &[]), daemon(&env, &[])];
     let started = Instant::now();
     let mut next_body = bodies.iter();
     let mut killed = 0;
@@ -212,7 +192,7 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(rng.u64(100..900))).await;
         let victim = rng.usize(..2);
-        let replacement = daemon(&env, &daemon_env);
+        let replacement = daemon(&env, &[]);
         std::mem::replace(&mut daemons[victim], replacement).kill();
         killed += 1;
     }

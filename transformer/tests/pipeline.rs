@@ -524,3 +524,83 @@ async fn a_second_sigterm_stops_at_once_and_loses_nothing() {
         "the message was not consumed"
     );
 }
+
+#[tokio::test]
+async fn a_password_that_looks_like_a_number_is_used_verbatim_and_never_printed() {
+    let env = TestEnv::new().await;
+    let role = format!("numeric_{}", &env.settings.database.dbname[5..13]);
+    env.db()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '83920174'"
+        ))
+        .await
+        .unwrap();
+    let right = daemon(
+        &env,
+        &[
+            ("BARGE__DATABASE__USER", role.as_str()),
+            ("BARGE__DATABASE__PASSWORD", "83920174"),
+        ],
+    );
+    right
+        .wait_for_log("polling for batches", Duration::from_secs(30))
+        .await;
+    right.terminate();
+    let (code, log) = right.wait(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "{log}");
+
+    let wrong = daemon(
+        &env,
+        &[
+            ("BARGE__DATABASE__USER", role.as_str()),
+            ("BARGE__DATABASE__PASSWORD", "839201745"),
+        ],
+    );
+    let (code, log) = wrong.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("password authentication failed"), "{log}");
+    assert!(!log.contains("83920174"), "the password is printed:\n{log}");
+}
+
+#[tokio::test]
+async fn the_password_can_come_from_secrets_manager() {
+    let mut env = TestEnv::new().await;
+    let password = env.settings.database.password.take().unwrap();
+    let secret = format!("barge/{}", env.settings.database.dbname);
+    env.aws
+        .secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string(
+            serde_json::json!({
+                "username": env.settings.database.user,
+                "password": secrecy::ExposeSecret::expose_secret(&password),
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.settings.database.password_secret = Some(secret.clone());
+    let mut transformer = transformer(&env).await;
+    env.announce(
+        "posts",
+        "raw/posts/s.json",
+        &json(&barge_sample_api::posts(2)),
+    )
+    .await;
+    assert_eq!(transformer.drain().await.unwrap().loaded.len(), 1);
+
+    env.settings.database.password_secret = Some(format!("{secret}-missing"));
+    let err = Transformer::new(env.settings.clone(), env.aws.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot read secret \"{secret}-missing\" from AWS Secrets Manager"
+        )),
+        "{err}"
+    );
+}

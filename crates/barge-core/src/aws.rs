@@ -16,6 +16,8 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     /// Client for the batch queue.
     pub sqs: aws_sdk_sqs::Client,
+    /// Client for secrets kept in AWS Secrets Manager.
+    pub secrets: aws_sdk_secretsmanager::Client,
     /// The deadlines the clients were built with (streamed bodies are read with `stall`).
     pub timeouts: Timeouts,
 }
@@ -85,6 +87,7 @@ impl AwsClients {
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
             timeouts,
         }
     }

@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod batch;
 pub mod message;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod source;

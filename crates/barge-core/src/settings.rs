@@ -1,27 +1,33 @@
 //! The one settings tree: built-in defaults, then an optional TOML file, then `BARGE__…`
 //! environment variables, each layer overriding the one before.
 //!
-//! The defaults describe a local setup (PostgreSQL on localhost, bucket `barge-raw`, queue
-//! `barge-batches`, JSONPlaceholder's `/posts` as the only source) so that `cargo run` works with
-//! no file at all. AWS region, credentials and endpoint are deliberately *not* here: they come from
-//! the standard AWS chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, instance profile, …).
+//! Defaults are names and limits (bucket `barge-raw`, queue `barge-batches`, PostgreSQL on
+//! localhost, timeouts), never anything that would act on its own: there is no default source
+//! and no default password, so a daemon started without settings refuses to start instead of
+//! importing something somewhere. AWS region, credentials and endpoint are deliberately *not*
+//! here: they come from the standard AWS chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, instance
+//! profile, …).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::secrets::{self, SecretError};
 use crate::source::{Source, SourceError};
 
 /// Prefix of environment overrides; `__` separates levels: `BARGE__DATABASE__PASSWORD`.
 pub const ENV_PREFIX: &str = "BARGE__";
+/// The database password's variable, read verbatim (figment would parse `123` as a number,
+/// `true` as a boolean, and quote the value in its error).
+const PASSWORD_VARIABLE: &str = "BARGE__DATABASE__PASSWORD";
 
 /// Everything the importer and transformer can be told. Both read the same tree so that one file
 /// can configure a host running either daemon.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Where raw batches are archived.
@@ -36,19 +42,6 @@ pub struct Settings {
     pub transformer: TransformerSettings,
     /// The APIs to import, each with the table it lands in.
     pub sources: Vec<Source>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            storage: StorageSettings::default(),
-            queue: QueueSettings::default(),
-            database: DatabaseSettings::default(),
-            http: HttpSettings::default(),
-            transformer: TransformerSettings::default(),
-            sources: vec![Source::jsonplaceholder_posts()],
-        }
-    }
 }
 
 /// The S3 archive of raw batches.
@@ -125,8 +118,16 @@ pub struct DatabaseSettings {
     pub port: u16,
     /// Role to log in as.
     pub user: String,
-    /// Password of `user`; never logged (its `Debug` prints `[REDACTED]`).
-    pub password: SecretString,
+    /// Password of `user`. Prefer `BARGE__DATABASE__PASSWORD` (read verbatim),
+    /// `password_file` or `password_secret` to writing it into a file. Never logged (its
+    /// `Debug` prints `[REDACTED]`).
+    #[serde(deserialize_with = "secrets::deserialize_optional")]
+    pub password: Option<SecretString>,
+    /// A file holding the password (one trailing line break ignored), read at start-up.
+    pub password_file: Option<PathBuf>,
+    /// An AWS Secrets Manager secret (name or ARN) holding the password, plain or as the JSON
+    /// RDS writes for a managed master password; read at start-up.
+    pub password_secret: Option<String>,
     /// Database name.
     pub dbname: String,
     /// How long to wait for a connection before giving up.
@@ -152,7 +153,9 @@ impl Default for DatabaseSettings {
             host: "localhost".into(),
             port: 5432,
             user: "barge".into(),
-            password: SecretString::from("barge"),
+            password: None,
+            password_file: None,
+            password_secret: None,
             dbname: "barge".into(),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(5 * 60),
@@ -174,6 +177,22 @@ const KEEPALIVE_RETRIES: u32 = 3;
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl DatabaseSettings {
+    /// These settings with the password read from `password_file` or `password_secret`, if one
+    /// is set; the daemon that connects calls this once at start-up.
+    pub async fn resolve_password(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+    ) -> Result<Self, SecretError> {
+        let mut resolved = self.clone();
+        if let Some(path) = resolved.password_file.take() {
+            resolved.password = Some(secrets::read_file(&path)?);
+        }
+        if let Some(id) = resolved.password_secret.take() {
+            resolved.password = Some(secrets::fetch_password(secrets, &id).await?);
+        }
+        Ok(resolved)
+    }
+
     /// A connected client with the session's timeouts set. The one place barge opens PostgreSQL
     /// connections, so the password leaves its `SecretString` only here, straight into the
     /// driver. The connection runs on its own task; when it ends with an error the client
@@ -201,11 +220,13 @@ impl DatabaseSettings {
 
     fn pg_config(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
+        if let Some(password) = &self.password {
+            config.password(password.expose_secret());
+        }
         config
             .host(&self.host)
             .port(self.port)
             .user(&self.user)
-            .password(self.password.expose_secret())
             .dbname(&self.dbname)
             .connect_timeout(self.connect_timeout)
             .keepalives(true)
@@ -284,6 +305,12 @@ pub enum SettingsError {
     /// A value outside what the services accept.
     #[error("invalid settings: {0}")]
     OutOfRange(String),
+    /// Nothing to import or load: a daemon without sources would only pretend to work.
+    #[error(
+        "no sources are declared: pass a settings file with [[sources]] (--config or \
+         BARGE_CONFIG; see deploy/barge.example.toml)"
+    )]
+    NoSources,
 }
 
 impl Settings {
@@ -297,10 +324,18 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let settings: Settings = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
-            .extract()
-            .map_err(Box::new)?;
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .ignore(&["database.password"]),
+        );
+        if let Some(password) = std::env::var_os(PASSWORD_VARIABLE) {
+            let password = password.into_string().map_err(|_| {
+                SettingsError::OutOfRange(format!("{PASSWORD_VARIABLE} is not valid UTF-8"))
+            })?;
+            figment = figment.merge(Serialized::default("database.password", password));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -329,6 +364,22 @@ impl Settings {
                 "storage.errors_prefix {errors:?} must be non-empty and apart from storage.prefix {raw:?}, \
                  so that rejected records never mix with the raw archive"
             )));
+        }
+        let database = &self.database;
+        let password_sources = [
+            database.password.is_some(),
+            database.password_file.is_some(),
+            database.password_secret.is_some(),
+        ];
+        if password_sources.iter().filter(|set| **set).count() > 1 {
+            return Err(SettingsError::OutOfRange(
+                "set only one of database.password, database.password_file and \
+                 database.password_secret"
+                    .into(),
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(SettingsError::NoSources);
         }
         for (index, source) in self.sources.iter().enumerate() {
             source.validate()?;
@@ -373,19 +424,33 @@ mod tests {
         ]
     "#;
 
+    /// A file declaring one source and `extra` TOML before it.
+    fn file_with(jail: &mut Jail, extra: &str) -> figment::error::Result<()> {
+        let source = &FILE[FILE.find("[[sources]]").unwrap()..];
+        jail.create_file("barge.toml", &format!("{extra}\n{source}"))?;
+        Ok(())
+    }
+
+    fn load() -> Result<Settings, SettingsError> {
+        Settings::load(Some(Path::new("barge.toml")))
+    }
+
     #[test]
-    fn defaults_describe_a_local_setup_with_the_jsonplaceholder_source() {
+    fn defaults_name_things_but_import_nothing_and_hold_no_password() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.storage.bucket, "barge-raw");
+        assert_eq!(defaults.queue.queue, "barge-batches");
+        assert_eq!(defaults.queue.wait_seconds, 20);
+        assert_eq!(defaults.database.host, "localhost");
+        assert!(defaults.sources.is_empty());
+        assert!(defaults.database.password.is_none());
         Jail::expect_with(|_| {
-            let settings = Settings::load(None).expect("defaults load");
-            assert_eq!(settings.storage.bucket, "barge-raw");
-            assert_eq!(settings.queue.queue, "barge-batches");
-            assert_eq!(settings.queue.wait_seconds, 20);
-            assert_eq!(settings.database.host, "localhost");
-            assert_eq!(settings.database.port, 5432);
-            let posts = &settings.sources[..];
-            assert_eq!(posts.len(), 1);
-            assert_eq!(posts[0].url, "https://jsonplaceholder.typicode.com/posts");
-            assert_eq!(posts[0].table, "posts");
+            let err = Settings::load(None).unwrap_err();
+            assert!(matches!(err, SettingsError::NoSources), "{err}");
+            assert!(
+                err.to_string().contains("--config or BARGE_CONFIG"),
+                "{err}"
+            );
             Ok(())
         });
     }
@@ -396,7 +461,7 @@ mod tests {
             jail.create_file("barge.toml", FILE)?;
             jail.set_env("BARGE__DATABASE__PORT", "7777");
             jail.set_env("BARGE__STORAGE__PREFIX", "archive");
-            let settings = Settings::load(Some(Path::new("barge.toml"))).expect("loads");
+            let settings = load().expect("loads");
             // file over default
             assert_eq!(settings.storage.bucket, "from-file");
             assert_eq!(settings.database.host, "db.internal");
@@ -406,33 +471,98 @@ mod tests {
             assert_eq!(settings.storage.prefix, "archive");
             // untouched default
             assert_eq!(settings.queue.queue, "barge-batches");
-            assert_eq!(settings.database.password.expose_secret(), "file-secret");
+            let password = settings.database.password.as_ref().unwrap();
+            assert_eq!(password.expose_secret(), "file-secret");
             let users = settings.source("users").expect("declared source");
             assert_eq!(users.interval, Duration::from_secs(300));
             assert_eq!(users.columns[1].json_field(), "contact_email");
             assert_eq!(users.columns[0].json_field(), "id");
-            assert!(
-                settings.source("posts").is_none(),
-                "a file's sources replace the default"
-            );
             Ok(())
         });
     }
 
     #[test]
-    fn secrets_never_appear_in_formatted_settings() {
+    fn the_password_variable_is_taken_verbatim_whatever_it_looks_like() {
+        for password in [
+            "83920174",
+            "true",
+            "\"quoted\"",
+            "[not a list",
+            " spaced out ",
+            "a=b#c",
+            "{x}",
+        ] {
+            Jail::expect_with(|jail| {
+                file_with(jail, "")?;
+                jail.set_env("BARGE__DATABASE__PASSWORD", password);
+                let settings = load().expect("loads");
+                let loaded = settings.database.password.as_ref().unwrap();
+                assert_eq!(loaded.expose_secret(), password);
+                let debug = format!("{settings:?}");
+                assert!(
+                    debug.contains("password: Some(SecretBox<str>([REDACTED]))"),
+                    "{debug}"
+                );
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_password_of_the_wrong_type_is_refused_without_being_shown() {
+        for (value, found) in [
+            ("83920174", "a number"),
+            ("true", "a boolean"),
+            ("[1, 2]", "a list"),
+        ] {
+            Jail::expect_with(|jail| {
+                file_with(jail, &format!("[database]\npassword = {value}"))?;
+                let err = load().unwrap_err().to_string();
+                assert!(err.contains(&format!("found {found}")), "{err}");
+                assert!(err.contains("password"), "{err}");
+                assert!(!err.contains(value.trim_matches(['[', ']'])), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_password_file_is_read_at_resolution_without_its_line_break() {
+        let dir = std::env::temp_dir().join(format!("barge-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cr3t 123\n").unwrap();
+        let database = DatabaseSettings {
+            password_file: Some(file.clone()),
+            ..DatabaseSettings::default()
+        };
+        let aws = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+        );
+        let resolved = database.resolve_password(&aws).await.unwrap();
+        assert_eq!(resolved.password.unwrap().expose_secret(), "s3cr3t 123");
+        std::fs::remove_file(&file).unwrap();
+        let missing = database
+            .resolve_password(&aws)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.starts_with("cannot read the secret file"),
+            "{missing}"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_one_password_source_may_be_set() {
         Jail::expect_with(|jail| {
-            jail.set_env("BARGE__DATABASE__PASSWORD", "hunter2-very-secret");
-            let settings = Settings::load(None).expect("loads");
-            assert_eq!(
-                settings.database.password.expose_secret(),
-                "hunter2-very-secret"
-            );
-            let debug = format!("{settings:?}");
-            let pretty = format!("{settings:#?}");
-            assert!(!debug.contains("hunter2"), "{debug}");
-            assert!(!pretty.contains("hunter2"), "{pretty}");
-            assert!(debug.contains("REDACTED"));
+            file_with(jail, "[database]\npassword_secret = \"barge/db\"")?;
+            jail.set_env("BARGE__DATABASE__PASSWORD", "x");
+            let err = load().unwrap_err().to_string();
+            assert!(err.contains("set only one of"), "{err}");
             Ok(())
         });
     }
@@ -442,13 +572,32 @@ mod tests {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/barge.example.toml");
         Jail::expect_with(|_| {
             let from_file = Settings::load(Some(&example)).expect("example loads");
-            let defaults = Settings::default();
-            // Debug covers every field (the password as [REDACTED], so compare it apart).
-            assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-            assert_eq!(
-                from_file.database.password.expose_secret(),
-                defaults.database.password.expose_secret()
-            );
+            // Every default, and the example's one source: the built-in posts source.
+            let expected = Settings {
+                sources: vec![Source::jsonplaceholder_posts()],
+                ..Settings::default()
+            };
+            assert_eq!(format!("{from_file:?}"), format!("{expected:?}"));
+            assert!(from_file.database.password.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_local_settings_file_loads() {
+        let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/barge.toml");
+        Jail::expect_with(|_| {
+            let settings = Settings::load(Some(&local)).expect("deploy/local/barge.toml loads");
+            assert_eq!(settings.sources[0].url, "http://127.0.0.1:8089/posts");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        Jail::expect_with(|_| {
+            let err = Settings::load(Some(Path::new("nope.toml"))).unwrap_err();
+            assert_eq!(err.to_string(), "settings file nope.toml does not exist");
             Ok(())
         });
     }
@@ -463,35 +612,23 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_is_named() {
-        Jail::expect_with(|_| {
-            let err = Settings::load(Some(Path::new("nope.toml"))).unwrap_err();
-            assert_eq!(err.to_string(), "settings file nope.toml does not exist");
-            Ok(())
-        });
-    }
-
-    #[test]
     fn bad_values_name_the_key() {
         Jail::expect_with(|jail| {
+            file_with(jail, "")?;
             jail.set_env("BARGE__DATABASE__PORT", "not-a-port");
-            let err = Settings::load(None).unwrap_err().to_string();
+            let err = load().unwrap_err().to_string();
             assert!(err.contains("\"DATABASE.PORT\" in `BARGE__`"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
-            jail.create_file("barge.toml", "[queue]\nwait_seconds = 30\n")?;
-            let err = Settings::load(Some(Path::new("barge.toml")))
-                .unwrap_err()
-                .to_string();
+            file_with(jail, "[queue]\nwait_seconds = 30")?;
+            let err = load().unwrap_err().to_string();
             assert!(err.contains("queue.wait_seconds is 30"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
-            jail.create_file("barge.toml", "[storage]\nbukket = \"x\"\n")?;
-            let err = Settings::load(Some(Path::new("barge.toml")))
-                .unwrap_err()
-                .to_string();
+            file_with(jail, "[storage]\nbukket = \"x\"")?;
+            let err = load().unwrap_err().to_string();
             assert!(err.contains("bukket"), "{err}");
             Ok(())
         });
@@ -500,6 +637,7 @@ mod tests {
     #[test]
     fn duplicate_source_names_are_rejected() {
         let mut settings = Settings::default();
+        settings.sources.push(Source::jsonplaceholder_posts());
         settings.sources.push(Source::jsonplaceholder_posts());
         let err = settings.validate().unwrap_err().to_string();
         assert!(err.contains("source \"posts\" is declared twice"), "{err}");

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// One HTTP API to import and the table it loads into.
-#[derive(Debug, Clone, Deserialize)]
+/// One HTTP API to import and the table it loads into. Serializes to the TOML it is read from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// Short name used in S3 keys, SQS messages and logs (`[a-z0-9][a-z0-9_-]*`).
@@ -32,7 +32,7 @@ pub struct Source {
 }
 
 /// One typed column of a source's table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Column {
     /// Column name in PostgreSQL.
@@ -42,6 +42,7 @@ pub struct Column {
     pub column_type: ColumnType,
     /// Top-level JSON field to read, or an RFC 6901 JSON pointer when it starts with `/`
     /// (`/address/city`). Defaults to the column name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Whether a missing field or JSON `null` is allowed (stored as SQL `NULL`).
     #[serde(default)]
@@ -50,7 +51,7 @@ pub struct Column {
 
 /// The PostgreSQL types a column may have; each accepts exactly one JSON shape (see
 /// [`ColumnType::expected_json`]), so a surprising value is an error rather than a guess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     /// 64-bit integer from a JSON integer.

@@ -150,7 +150,7 @@ pub fn database_settings_from_url(url: &str) -> anyhow::Result<DatabaseSettings>
         host,
         port: config.get_ports().first().copied().unwrap_or(5432),
         user: config.get_user().unwrap_or("postgres").to_owned(),
-        password: SecretString::from(password),
+        password: Some(SecretString::from(password)),
         dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
         ..DatabaseSettings::default()
     })
@@ -169,6 +169,12 @@ pub struct TestEnv {
     pub queue_url: String,
     /// URL of its dead-letter queue.
     pub dead_letter_url: String,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.config_file());
+    }
 }
 
 /// What a test may change about its environment.
@@ -226,7 +232,10 @@ impl TestEnv {
         ensure_bucket(&aws, &name).await?;
         let (queue_url, dead_letter_url) = ensure_queue(&aws, &name, options.queue).await?;
         ensure_database(&admin, &dbname).await?;
-        let mut settings = Settings::default();
+        let mut settings = Settings {
+            sources: vec![barge_core::Source::jsonplaceholder_posts()],
+            ..Settings::default()
+        };
         settings.storage.bucket = name.clone();
         settings.queue.queue = name;
         settings.queue.wait_seconds = 1;
@@ -245,11 +254,21 @@ impl TestEnv {
         self
     }
 
-    /// `BARGE__…` variables that point a spawned `importer` or `transformer` at this test's
-    /// bucket, queue and database.
+    /// The environment that points a spawned `importer` or `transformer` at this test's
+    /// bucket, queue and database, with its sources in a settings file (`BARGE_CONFIG`).
     pub fn barge_env(&self) -> Vec<(String, String)> {
+        #[derive(serde::Serialize)]
+        struct SourcesFile<'a> {
+            sources: &'a [barge_core::Source],
+        }
+        let config = self.config_file();
+        let text = toml::to_string(&SourcesFile {
+            sources: &self.settings.sources,
+        })
+        .expect("sources serialize to TOML");
+        std::fs::write(&config, text).expect("write the test's settings file");
         let database = &self.settings.database;
-        [
+        let variables = [
             ("STORAGE__BUCKET", self.settings.storage.bucket.clone()),
             ("QUEUE__QUEUE", self.settings.queue.queue.clone()),
             ("DATABASE__HOST", database.host.clone()),
@@ -257,13 +276,24 @@ impl TestEnv {
             ("DATABASE__USER", database.user.clone()),
             (
                 "DATABASE__PASSWORD",
-                database.password.expose_secret().to_owned(),
+                database
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_owned())
+                    .unwrap_or_default(),
             ),
             ("DATABASE__DBNAME", database.dbname.clone()),
         ]
         .into_iter()
-        .map(|(key, value)| (format!("{}{key}", barge_core::settings::ENV_PREFIX), value))
-        .collect()
+        .map(|(key, value)| (format!("{}{key}", barge_core::settings::ENV_PREFIX), value));
+        variables
+            .chain([("BARGE_CONFIG".to_owned(), config.display().to_string())])
+            .collect()
+    }
+
+    /// Where [`TestEnv::barge_env`] writes the settings file.
+    fn config_file(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}.toml", self.settings.storage.bucket))
     }
 
     /// Archives `body` under `key` and announces it as a batch of `source` fetched now, as the

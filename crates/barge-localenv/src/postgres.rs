@@ -75,7 +75,7 @@ impl Cluster {
             host: "127.0.0.1".into(),
             port: self.port,
             user: SUPERUSER.into(),
-            password: SecretString::from(SUPERUSER_PASSWORD),
+            password: Some(SecretString::from(SUPERUSER_PASSWORD)),
             dbname: dbname.into(),
             ..DatabaseSettings::default()
         }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, ensure};
-use barge_core::Settings;
+use barge_core::{Settings, Source};
 use importer::Importer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,8 +32,12 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     ));
     eprintln!("xtask: sample API serves {posts} posts at {url}");
 
-    let mut settings = Settings::default();
-    settings.sources[0].url = url;
+    let mut posts = Source::jsonplaceholder_posts();
+    posts.url = url;
+    let mut settings = Settings {
+        sources: vec![posts],
+        ..Settings::default()
+    };
     settings.database = services.database("barge");
     let aws = services.aws().await;
     barge_localenv::ensure_bucket(&aws, &settings.storage.bucket).await?;
