@@ -1,5 +1,6 @@
 //! What can go wrong importing one batch. Every variant names the source and the URL or object
-//! key, and says whether trying again later can help.
+//! key, and says whether trying again later can help. URLs are redacted ([`redact_url`]): API
+//! keys often travel in query strings.
 
 /// A failed import of one source; nothing is announced for it.
 #[derive(Debug, thiserror::Error)]
@@ -9,7 +10,7 @@ pub enum ImportError {
     Transport {
         /// Source name.
         source_name: String,
-        /// Requested URL.
+        /// Requested URL, redacted.
         url: String,
         /// The full error chain.
         reason: String,
@@ -19,11 +20,11 @@ pub enum ImportError {
     Status {
         /// Source name.
         source_name: String,
-        /// Requested URL.
+        /// Requested URL, redacted.
         url: String,
         /// HTTP status code.
         status: u16,
-        /// The first 200 bytes of the body, which usually say why.
+        /// The first 200 bytes of the body, which usually say why (shown escaped).
         body_start: String,
     },
     /// The body is not a JSON array.
@@ -31,7 +32,7 @@ pub enum ImportError {
     Format {
         /// Source name.
         source_name: String,
-        /// Requested URL.
+        /// Requested URL, redacted.
         url: String,
         /// What the body is instead.
         format: barge_core::batch::BatchFormatError,
@@ -78,5 +79,49 @@ impl ImportError {
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Format { .. } => false,
         }
+    }
+}
+
+/// `url` fit for logs and errors: user name, password and every query value replaced by `***`
+/// (parameter names stay, they say what was asked), the fragment dropped.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "<a URL that does not parse>".into();
+    };
+    if !parsed.username().is_empty() {
+        let _ = parsed.set_username("***");
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|name| (name.as_str(), "***")));
+    }
+    parsed.set_fragment(None);
+    parsed.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_query_values_but_keep_their_shape() {
+        assert_eq!(
+            redact_url("https://me:hunter2@api.example.com/v1/items?api_key=s3cr3t&page=2#x"),
+            "https://***:***@api.example.com/v1/items?api_key=***&page=***"
+        );
+        assert_eq!(
+            redact_url("https://api.example.com/items"),
+            "https://api.example.com/items"
+        );
+        assert_eq!(redact_url("not a url"), "<a URL that does not parse>");
     }
 }

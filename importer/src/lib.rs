@@ -146,10 +146,12 @@ impl Importer {
     /// GETs the source and checks that the body is a JSON array, returning the untouched bytes
     /// and the number of records.
     async fn fetch(&self, source: &Source) -> Result<(Bytes, u64), ImportError> {
+        let url = error::redact_url(&source.url);
+        // reqwest's errors repeat the URL, query string and all: drop it, `url` is redacted.
         let transport = |err: reqwest::Error| ImportError::Transport {
             source_name: source.name.clone(),
-            url: source.url.clone(),
-            reason: barge_core::error_chain(&err),
+            url: url.clone(),
+            reason: barge_core::error_chain(&err.without_url()),
         };
         let response = self.http.get(&source.url).send().await.map_err(transport)?;
         let status = response.status();
@@ -157,14 +159,14 @@ impl Importer {
         if !status.is_success() {
             return Err(ImportError::Status {
                 source_name: source.name.clone(),
-                url: source.url.clone(),
+                url: url.clone(),
                 status: status.as_u16(),
                 body_start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             });
         }
         let records = barge_core::split_records(&body).map_err(|format| ImportError::Format {
             source_name: source.name.clone(),
-            url: source.url.clone(),
+            url: url.clone(),
             format,
         })?;
         let record_count = records.len() as u64;

@@ -126,14 +126,15 @@ async fn bad_responses_are_named_and_write_nothing() {
         async move { importer.import(&source).await.unwrap_err() }
     };
 
-    let down = attempt("/down").await;
+    // API keys in the query string never reach an error or a log.
+    let down = attempt("/down?api_key=s3cr3t&page=2").await;
     assert!(matches!(down, ImportError::Status { status: 503, .. }));
     assert!(down.is_retryable());
     assert_eq!(
         down.to_string(),
         format!(
-            "source \"posts\": GET {}/down answered HTTP 503: \"maintenance until 3am\"",
-            base
+            "source \"posts\": GET {base}/down?api_key=***&page=*** answered HTTP 503: \
+             \"maintenance until 3am\""
         )
     );
     let missing = attempt("/missing").await;
@@ -163,12 +164,17 @@ async fn bad_responses_are_named_and_write_nothing() {
             .local_addr()
             .unwrap()
             .port();
-        source.url = format!("http://127.0.0.1:{port}/posts");
+        source.url = format!("http://user:pa55@127.0.0.1:{port}/posts?token=s3cr3t");
         importer.import(&source).await.unwrap_err()
     };
     assert!(
         matches!(refused, ImportError::Transport { .. }),
         "{refused}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains("/posts?token=***") && !text.contains("s3cr3t") && !text.contains("pa55"),
+        "{text}"
     );
     assert!(refused.is_retryable());
 
