@@ -1,13 +1,18 @@
 //! Decoding one record's JSON text strictly: unlike `serde_json::Value`'s own decoder, a key that
 //! appears twice in one object is an error (which of the two values the API meant is a guess), at
 //! any depth. Lone UTF-16 surrogates and nesting deeper than serde_json's limit of 128 are errors
-//! too, from serde_json itself.
+//! too, from serde_json itself. Numbers keep their text exactly (serde_json's
+//! `arbitrary_precision`), so `123456789012345678901234567890` is never rounded through `f64`.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
+
+/// With `arbitrary_precision`, serde_json hands a number to a visitor as a one-entry map under
+/// this key, the number's text as the value (its own `Value` decoder does the same check).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// The record's value, or why its text cannot be taken as one (with serde_json's position in
 /// the record's own text).
@@ -77,6 +82,11 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            if key == NUMBER_TOKEN && object.is_empty() {
+                let text: String = map.next_value()?;
+                let number = text.parse::<Number>().map_err(de::Error::custom)?;
+                return Ok(Value::Number(number));
+            }
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format!("duplicate key {key:?}")));
             }
@@ -106,6 +116,16 @@ mod tests {
             serde_json::from_str::<Value>(text).unwrap()
         );
         assert_eq!(decode("[]").unwrap(), json!([]));
+    }
+
+    #[test]
+    fn numbers_keep_their_digits() {
+        let text = r#"[123456789012345678901234567890, 1.50e3, -0, 0.1, 18446744073709551616]"#;
+        // serde_json spells an exponent with its sign; every digit stays.
+        assert_eq!(
+            decode(text).unwrap().to_string(),
+            "[123456789012345678901234567890,1.50e+3,-0,0.1,18446744073709551616]"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::error::Error;
 use barge_core::{Column, ColumnType, Source, json_kind};
 use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::{Number, Value};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::decode::decode_record;
@@ -172,8 +172,10 @@ fn map_field(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
         ColumnType::Smallint => {
             Cell::Int2(i16::try_from(exact_integer()?).map_err(|_| out_of_range())?)
         }
-        ColumnType::DoublePrecision => Cell::Float8(value.as_f64().ok_or_else(mismatch)?),
-        ColumnType::Real => Cell::Float4(value.as_f64().ok_or_else(mismatch)? as f32),
+        ColumnType::DoublePrecision => {
+            Cell::Float8(double(value.as_number().ok_or_else(mismatch)?)?)
+        }
+        ColumnType::Real => Cell::Float4(real(value.as_number().ok_or_else(mismatch)?)?),
         ColumnType::Text => {
             let text = value.as_str().ok_or_else(mismatch)?;
             if text.contains('\0') {
@@ -198,6 +200,51 @@ fn map_field(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
             Cell::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| mismatch())?)
         }
     })
+}
+
+/// A number as `double precision`: any finite number (a decimal fraction is approximated, as
+/// `double precision` always does), but an integer only when `f64` holds it exactly, and
+/// nothing that would overflow to infinity or underflow to zero.
+fn double(number: &Number) -> Result<f64, String> {
+    let text = number.to_string();
+    let float: f64 = text
+        .parse()
+        .map_err(|_| format!("{text} is not a number PostgreSQL reads"))?;
+    if !float.is_finite() || (float == 0.0 && has_nonzero_digit(&text)) {
+        return Err(format!("{text} is out of range for double precision"));
+    }
+    let integer_literal = !text.contains(['.', 'e', 'E']);
+    if integer_literal && text.parse::<i128>().ok() != Some(float as i128) {
+        return Err(format!(
+            "{text} cannot be stored exactly in double precision (integers beyond 2^53 lose \
+             digits); declare the column bigint"
+        ));
+    }
+    Ok(float)
+}
+
+/// A number as `real`: only a value that survives the trip through `f32` (its nearest `f32`
+/// reads back as the same number), so `16777217` or `1e39` are errors, not `16777216` or
+/// infinity.
+fn real(number: &Number) -> Result<f32, String> {
+    let text = number.to_string();
+    let single: Option<f32> = text.parse().ok();
+    let same = single
+        .filter(|s| s.is_finite())
+        .is_some_and(|s| s.to_string().parse::<f64>().ok() == text.parse::<f64>().ok());
+    match single {
+        Some(single) if same => Ok(single),
+        _ => Err(format!(
+            "{text} cannot be stored exactly in real; declare the column double precision"
+        )),
+    }
+}
+
+/// Whether a number's mantissa (the part before any exponent) has a non-zero digit.
+fn has_nonzero_digit(text: &str) -> bool {
+    text.split(['e', 'E'])
+        .next()
+        .is_some_and(|mantissa| mantissa.chars().any(|c| ('1'..='9').contains(&c)))
 }
 
 /// PostgreSQL cannot store U+0000 in `text` or `jsonb`; it would refuse the whole batch.
@@ -427,7 +474,7 @@ mod tests {
         );
         assert_eq!(
             id("-9223372036854775809"),
-            Err("-9.223372036854776e+18 is out of range for bigint".into())
+            Err("-9223372036854775809 is out of range for bigint".into())
         );
         assert_eq!(
             id("1.5"),
@@ -438,6 +485,63 @@ mod tests {
                 .unwrap_err()
                 .contains("beyond 2^53")
         );
+    }
+
+    #[test]
+    fn floats_are_exact_where_the_type_promises_it() {
+        let column = |text: &str| {
+            let record =
+                format!(r#"{{"id":1,"userId":1,"title":"t","body":"b","score":{text},"small":1}}"#);
+            let record = RawValue::from_string(record).unwrap();
+            map_record(&source(), 0, &record).map(|cells| cells[4].clone())
+        };
+        assert_eq!(column("0.1"), Ok(Cell::Float8(0.1)));
+        assert_eq!(column("-1e300"), Ok(Cell::Float8(-1e300)));
+        assert_eq!(
+            column("9007199254740992"),
+            Ok(Cell::Float8(9007199254740992.0))
+        );
+        assert!(
+            column("9007199254740993")
+                .unwrap_err()
+                .problem
+                .contains("exactly")
+        );
+        assert!(column("123456789012345678901234567890").is_err());
+        assert!(
+            column("1e400")
+                .unwrap_err()
+                .problem
+                .contains("out of range")
+        );
+        assert!(
+            column("1e-400")
+                .unwrap_err()
+                .problem
+                .contains("out of range")
+        );
+        assert_eq!(column("0e-400"), Ok(Cell::Float8(0.0)));
+    }
+
+    #[test]
+    fn real_takes_only_what_survives_f32() {
+        let mut real_source = source();
+        real_source.columns[4].column_type = ColumnType::Real;
+        let column = |text: &str| {
+            let record = format!(r#"{{"id":1,"userId":1,"title":"t","body":"b","score":{text}}}"#);
+            let record = RawValue::from_string(record).unwrap();
+            map_record(&real_source, 0, &record).map(|cells| cells[4].clone())
+        };
+        assert_eq!(column("1.1"), Ok(Cell::Float4(1.1)));
+        assert_eq!(column("16777216"), Ok(Cell::Float4(16777216.0)));
+        assert_eq!(column("-0.5e-3"), Ok(Cell::Float4(-0.0005)));
+        for altered in ["16777217", "1e39", "0.30000000000000004", "1e-50"] {
+            let problem = column(altered).unwrap_err().problem;
+            assert!(
+                problem.contains("cannot be stored exactly in real"),
+                "{altered}: {problem}"
+            );
+        }
     }
 
     #[test]

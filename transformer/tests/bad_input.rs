@@ -100,6 +100,8 @@ fn items_source() -> Source {
             column("label", ColumnType::Text, false),
             column("meta", ColumnType::Jsonb, true),
             column("flag", ColumnType::Boolean, true),
+            column("price", ColumnType::DoublePrecision, true),
+            column("ratio", ColumnType::Real, true),
         ],
         max_reject_ratio: 0.5,
     }
@@ -400,7 +402,7 @@ fn cases(bucket: &str) -> Vec<Case> {
                 reject(
                     2,
                     Some(("id", "id")),
-                    "-9.223372036854776e+18 is out of range for bigint",
+                    "-9223372036854775809 is out of range for bigint",
                     &beyond_min(b),
                 ),
             ],
@@ -464,6 +466,42 @@ fn cases(bucket: &str) -> Vec<Case> {
                     Some(("meta", "meta")),
                     "contains U+0000, which PostgreSQL cannot store",
                     &nul_json(b),
+                ),
+            ],
+        },
+    );
+    let big_price = |b: i64| {
+        format!(
+            r#"{{"id":{},"qty":1,"label":"x","price":9007199254740993}}"#,
+            b + 1
+        )
+    };
+    let fine_ratio = |b: i64| format!(r#"{{"id":{},"qty":1,"label":"x","ratio":16777217}}"#, b + 2);
+    add(
+        "floats-that-would-change",
+        &|b| {
+            Input::Object(array(&[
+                big_price(b),
+                fine_ratio(b),
+                rec(b + 3),
+                rec(b + 4),
+            ]))
+        },
+        &|b| Expect::Loaded {
+            rows: vec![row(b + 3), row(b + 4)],
+            rejects: vec![
+                reject(
+                    0,
+                    Some(("price", "price")),
+                    "9007199254740993 cannot be stored exactly in double precision (integers \
+                     beyond 2^53 lose digits); declare the column bigint",
+                    &big_price(b),
+                ),
+                reject(
+                    1,
+                    Some(("ratio", "ratio")),
+                    "16777217 cannot be stored exactly in real; declare the column double precision",
+                    &fine_ratio(b),
                 ),
             ],
         },

@@ -266,7 +266,8 @@ async fn every_column_type_round_trips_through_postgres() {
     let batch = r#"[
         {"id": 9007199254740993, "small": -32768, "medium": 2147483647, "ratio": 0.1,
          "score": 1.5, "label": "naïve \"text\"\n", "active": false,
-         "payload": {"nested": [1, null, "x"]}, "seen_at": "2026-11-24T01:02:03.456+02:00",
+         "payload": {"nested": [1, null, "x"], "big": 123456789012345678901234567890.5},
+         "seen_at": "2026-11-24T01:02:03.456+02:00",
          "day": "2026-02-28", "address": {"city": "Gwenborough"}},
         {"id": 2, "small": 0, "medium": 0, "ratio": -1e300, "score": 0, "label": "",
          "active": true, "payload": "just a string", "seen_at": "1970-01-01T00:00:00Z", "day": "1999-12-31"}
@@ -300,9 +301,19 @@ async fn every_column_type_round_trips_through_postgres() {
     assert_eq!(first.get::<_, f32>(4), 1.5);
     assert_eq!(first.get::<_, String>(5), "naïve \"text\"\n");
     assert!(!first.get::<_, bool>(6));
+    let payload: String = env
+        .db()
+        .await
+        .query_one(
+            "SELECT payload::text FROM events WHERE id = 9007199254740993",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(
-        first.get::<_, serde_json::Value>(7),
-        serde_json::json!({"nested": [1, null, "x"]})
+        payload, r#"{"big": 123456789012345678901234567890.5, "nested": [1, null, "x"]}"#,
+        "jsonb keeps every digit"
     );
     assert_eq!(
         first.get::<_, DateTime<Utc>>(8),
@@ -602,5 +613,34 @@ async fn the_password_can_come_from_secrets_manager() {
             "cannot read secret \"{secret}-missing\" from AWS Secrets Manager"
         )),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_line_postgres_refuses_is_named_by_its_record() {
+    let mut env = TestEnv::new().await;
+    env.settings.sources[0].primary_key.clear(); // append-only: COPY straight into the table
+    let mut transformer = transformer(&env).await;
+    env.db()
+        .await
+        .batch_execute("ALTER TABLE posts ADD CONSTRAINT no_three CHECK (id <> 3)")
+        .await
+        .unwrap();
+    let mut batch: Vec<serde_json::Value> = barge_sample_api::posts(3)
+        .iter()
+        .map(|post| serde_json::to_value(post).unwrap())
+        .collect();
+    // Record 1 is rejected by barge, so record 3 (id 3) is the COPY's third line.
+    batch.insert(1, serde_json::json!({"id": "not a number"}));
+    env.announce("posts", "raw/posts/c.json", &serde_json::to_vec(&batch).unwrap())
+        .await;
+
+    let report = transformer.drain().await.unwrap();
+
+    let error = report.dead_lettered[0].error.to_string();
+    assert!(error.contains("no_three"), "{error}");
+    assert!(
+        error.ends_with("\nCONTEXT: COPY posts, line 3 (record 3)"),
+        "{error}"
     );
 }
