@@ -18,6 +18,7 @@ use tokio_postgres::{Client, Transaction};
 
 use crate::ledger::{self, LedgerEntry};
 use crate::record::{Cell, pg_type};
+use crate::schema;
 
 /// Name of the per-transaction staging table.
 const STAGE: &str = "barge_stage";
@@ -67,17 +68,30 @@ impl Database {
         Ok(())
     }
 
-    /// Creates the ledger and the tables of `sources` that do not exist yet.
-    pub async fn ensure_tables(&mut self, sources: &[Source]) -> Result<(), tokio_postgres::Error> {
+    /// Creates the ledger and the tables of `sources` that do not exist yet, and returns how
+    /// each existing table differs from its declaration (`(table, differences)`, only tables
+    /// that differ).
+    pub async fn ensure_tables(
+        &mut self,
+        sources: &[Source],
+    ) -> Result<Vec<(String, Vec<String>)>, tokio_postgres::Error> {
+        let table_schema = self.settings.schema.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
             .await?;
         tx.batch_execute(ledger::CREATE_SQL).await?;
+        let mut drift = Vec::new();
         for source in sources {
-            tx.batch_execute(&create_table_sql(source)).await?;
+            tx.batch_execute(&create_table_sql(&table_schema, source))
+                .await?;
+            let differences = schema::differences(&tx, &table_schema, source).await?;
+            if !differences.is_empty() {
+                drift.push((source.table.clone(), differences));
+            }
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(drift)
     }
 
     /// Whether the object is in the ledger, i.e. loaded already.
@@ -99,6 +113,7 @@ impl Database {
         entry: &LedgerEntry,
         rows: &[Vec<Cell>],
     ) -> Result<Option<u64>, tokio_postgres::Error> {
+        let table_schema = self.settings.schema.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;
         if !ledger::claim(&tx, entry).await? {
@@ -114,11 +129,11 @@ impl Database {
                 &entry.fetched_at,
             )
             .await?;
-            tx.execute(&merge_sql(source), &[]).await?
+            tx.execute(&merge_sql(&table_schema, source), &[]).await?
         } else {
             copy_rows(
                 &tx,
-                &copy_sql(&quote(&source.table), source),
+                &copy_sql(&qualified(&table_schema, &source.table), source),
                 source,
                 rows,
                 &entry.fetched_at,
@@ -165,6 +180,13 @@ fn quote(identifier: &str) -> String {
     format!("\"{identifier}\"")
 }
 
+/// `"schema"."table"`: source tables are always named with their schema, so that where they go
+/// does not depend on the session's `search_path` (whose `"$user"` entry would put them in the
+/// ledger's schema `barge` when the role is called `barge`).
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote(schema), quote(table))
+}
+
 fn column_list(source: &Source) -> String {
     source
         .columns
@@ -185,7 +207,7 @@ fn key_list(source: &Source) -> String {
 
 /// `CREATE TABLE IF NOT EXISTS` with the declared types and nullability, the batch time column,
 /// and the primary key when there is one.
-pub fn create_table_sql(source: &Source) -> String {
+pub fn create_table_sql(schema: &str, source: &Source) -> String {
     let columns: Vec<String> = source
         .columns
         .iter()
@@ -201,7 +223,7 @@ pub fn create_table_sql(source: &Source) -> String {
     };
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({}, {FETCHED_AT} timestamptz NOT NULL{key})",
-        quote(&source.table),
+        qualified(schema, &source.table),
         columns.join(", "),
     )
 }
@@ -230,8 +252,8 @@ fn copy_sql(table: &str, source: &Source) -> String {
 /// The merge: the last record of each key in the batch wins; an existing row is overwritten
 /// only by a batch fetched later than the one that last wrote it (or at the same time with other
 /// values), so a redelivered or replayed older batch changes nothing a newer one wrote.
-pub fn merge_sql(source: &Source) -> String {
-    let table = quote(&source.table);
+pub fn merge_sql(schema: &str, source: &Source) -> String {
+    let table = "target";
     let columns = column_list(source);
     let keys = key_list(source);
     let values: Vec<String> = source
@@ -258,10 +280,11 @@ pub fn merge_sql(source: &Source) -> String {
         )
     };
     format!(
-        "INSERT INTO {table} ({columns}, {FETCHED_AT}) \
+        "INSERT INTO {} AS {table} ({columns}, {FETCHED_AT}) \
          SELECT DISTINCT ON ({keys}) {columns}, {FETCHED_AT} FROM {STAGE} \
          ORDER BY {keys}, {ORDINAL} DESC \
          ON CONFLICT ({keys}) DO UPDATE SET {} WHERE {condition}",
+        qualified(schema, &source.table),
         set.join(", ")
     )
 }
@@ -273,8 +296,8 @@ mod tests {
     #[test]
     fn posts_table_matches_the_documented_shape() {
         assert_eq!(
-            create_table_sql(&Source::jsonplaceholder_posts()),
-            "CREATE TABLE IF NOT EXISTS \"posts\" (\"id\" bigint NOT NULL, \"user_id\" bigint NOT NULL, \
+            create_table_sql("public", &Source::jsonplaceholder_posts()),
+            "CREATE TABLE IF NOT EXISTS \"public\".\"posts\" (\"id\" bigint NOT NULL, \"user_id\" bigint NOT NULL, \
              \"title\" text NOT NULL, \"body\" text NOT NULL, barge_fetched_at timestamptz NOT NULL, \
              PRIMARY KEY (\"id\"))"
         );
@@ -285,15 +308,19 @@ mod tests {
         let mut source = Source::jsonplaceholder_posts();
         source.primary_key.clear();
         assert!(
-            create_table_sql(&source).ends_with("barge_fetched_at timestamptz NOT NULL)"),
+            create_table_sql("public", &source).ends_with("barge_fetched_at timestamptz NOT NULL)"),
             "{}",
-            create_table_sql(&source)
+            create_table_sql("public", &source)
         );
     }
 
     #[test]
     fn merge_keeps_the_last_duplicate_and_never_lets_an_older_batch_win() {
-        let sql = merge_sql(&Source::jsonplaceholder_posts());
+        let sql = merge_sql("public", &Source::jsonplaceholder_posts());
+        assert!(
+            sql.starts_with("INSERT INTO \"public\".\"posts\" AS target ("),
+            "{sql}"
+        );
         assert!(sql.contains("SELECT DISTINCT ON (\"id\")"), "{sql}");
         assert!(sql.contains("ORDER BY \"id\", barge_ordinal DESC"), "{sql}");
         assert!(
@@ -302,9 +329,9 @@ mod tests {
         );
         assert!(
             sql.contains(
-                "WHERE \"posts\".barge_fetched_at < EXCLUDED.barge_fetched_at OR \
-                 (\"posts\".barge_fetched_at = EXCLUDED.barge_fetched_at AND \
-                 (\"posts\".\"user_id\", \"posts\".\"title\", \"posts\".\"body\") IS DISTINCT FROM"
+                "WHERE target.barge_fetched_at < EXCLUDED.barge_fetched_at OR \
+                 (target.barge_fetched_at = EXCLUDED.barge_fetched_at AND \
+                 (target.\"user_id\", target.\"title\", target.\"body\") IS DISTINCT FROM"
             ),
             "{sql}"
         );
@@ -314,9 +341,9 @@ mod tests {
     fn key_only_tables_only_move_the_batch_time_forward() {
         let mut source = Source::jsonplaceholder_posts();
         source.columns.truncate(1);
-        assert!(merge_sql(&source).ends_with(
+        assert!(merge_sql("public", &source).ends_with(
             "DO UPDATE SET barge_fetched_at = EXCLUDED.barge_fetched_at \
-             WHERE \"posts\".barge_fetched_at < EXCLUDED.barge_fetched_at"
+             WHERE target.barge_fetched_at < EXCLUDED.barge_fetched_at"
         ));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`decode`] and [`record`]: one record's JSON text onto typed cells;
 //! - [`rejects`]: records that do not fit, written to S3 as NDJSON;
 //! - [`database`] and [`ledger`]: tables, the load transaction, and the exactly-once ledger;
+//! - [`schema`]: live tables checked against their declarations at start-up;
 //! - [`dead_letter`]: the dead-letter queue, for messages no retry can help;
 //! - [`error`]: what can go wrong with a message, and which class it is.
 
@@ -30,6 +31,7 @@ pub mod notice;
 mod queue;
 pub mod record;
 pub mod rejects;
+mod schema;
 
 use database::Database;
 use dead_letter::{DeadLetterError, DeadLetters};
@@ -180,6 +182,20 @@ pub enum StartError {
     /// PostgreSQL is unreachable or refused the table definitions.
     #[error("cannot prepare the database tables: {0}")]
     Database(String),
+    /// Live tables differ from their sources' declarations.
+    #[error("{}", schema_drift_text(.0))]
+    SchemaDrift(Vec<(String, Vec<String>)>),
+}
+
+fn schema_drift_text(drift: &[(String, Vec<String>)]) -> String {
+    let tables: Vec<String> = drift
+        .iter()
+        .map(|(table, differences)| format!("table {table:?}: {}", differences.join("; ")))
+        .collect();
+    format!(
+        "live tables differ from their declared sources (change the table or the declaration): {}",
+        tables.join("; ")
+    )
 }
 
 /// How often a message is retried in place, or a dependency probed, before giving up.
@@ -199,9 +215,9 @@ impl Attempts {
 
 impl Transformer {
     /// Reads the database password from its file or secret, resolves the queue and its
-    /// dead-letter queue, reads the queue's visibility timeout (the heartbeat's rhythm), and
-    /// creates the ledger and missing tables, so that a misconfiguration fails at start-up
-    /// rather than on the first message.
+    /// dead-letter queue, reads the queue's visibility timeout (the heartbeat's rhythm), creates
+    /// the ledger and missing tables and checks existing ones against their declarations, so
+    /// that a misconfiguration fails at start-up rather than on the first message.
     pub async fn new(mut settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
         settings.database = settings.database.resolve_password(&aws.secrets).await?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
@@ -239,10 +255,13 @@ impl Transformer {
         )
         .await?;
         let mut database = Database::new(settings.database.clone());
-        database
+        let drift = database
             .ensure_tables(&settings.sources)
             .await
             .map_err(|err| StartError::Database(barge_core::error_chain(&err)))?;
+        if !drift.is_empty() {
+            return Err(StartError::SchemaDrift(drift));
+        }
         tracing::info!(
             queue_url = %queue_url,
             dead_letter_queue = %dead_letters.url(),

@@ -632,8 +632,12 @@ async fn a_copy_line_postgres_refuses_is_named_by_its_record() {
         .collect();
     // Record 1 is rejected by barge, so record 3 (id 3) is the COPY's third line.
     batch.insert(1, serde_json::json!({"id": "not a number"}));
-    env.announce("posts", "raw/posts/c.json", &serde_json::to_vec(&batch).unwrap())
-        .await;
+    env.announce(
+        "posts",
+        "raw/posts/c.json",
+        &serde_json::to_vec(&batch).unwrap(),
+    )
+    .await;
 
     let report = transformer.drain().await.unwrap();
 
@@ -642,5 +646,30 @@ async fn a_copy_line_postgres_refuses_is_named_by_its_record() {
     assert!(
         error.ends_with("\nCONTEXT: COPY posts, line 3 (record 3)"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_table_that_differs_from_its_declaration_stops_the_start_with_the_differences() {
+    let env = TestEnv::new().await;
+    env.db()
+        .await
+        .batch_execute(
+            "CREATE TABLE posts (id bigint, user_id bigint, title integer NOT NULL, \
+             body text NOT NULL, extra text NOT NULL, PRIMARY KEY (id, user_id))",
+        )
+        .await
+        .unwrap();
+
+    let Err(err) = Transformer::new(env.settings.clone(), env.aws.clone()).await else {
+        panic!("the transformer started on a table that differs from its declaration");
+    };
+
+    assert_eq!(
+        err.to_string(),
+        "live tables differ from their declared sources (change the table or the declaration): \
+         table \"posts\": column \"title\" is integer, declared text; column \"barge_fetched_at\" \
+         is missing; column \"extra\" is NOT NULL without a default, and the source does not fill \
+         it; primary key is (id, user_id), declared (id)"
     );
 }

@@ -130,6 +130,8 @@ pub struct DatabaseSettings {
     pub password_secret: Option<String>,
     /// Database name.
     pub dbname: String,
+    /// Schema of the source tables (the ledger lives in schema `barge`).
+    pub schema: String,
     /// How long to wait for a connection before giving up.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -157,6 +159,7 @@ impl Default for DatabaseSettings {
             password_file: None,
             password_secret: None,
             dbname: "barge".into(),
+            schema: "public".into(),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(5 * 60),
             lock_timeout: Duration::from_secs(30),
@@ -378,13 +381,35 @@ impl Settings {
                     .into(),
             ));
         }
+        crate::source::check_identifier(&database.schema)
+            .map_err(|why| SettingsError::OutOfRange(format!("database.schema {why}")))?;
+        if database.schema == "barge" || database.schema.starts_with("pg_") {
+            return Err(SettingsError::OutOfRange(format!(
+                "database.schema {:?} is reserved (barge keeps its ledger in \"barge\")",
+                database.schema
+            )));
+        }
         if self.sources.is_empty() {
             return Err(SettingsError::NoSources);
         }
         for (index, source) in self.sources.iter().enumerate() {
             source.validate()?;
-            if self.sources[..index].iter().any(|s| s.name == source.name) {
+            let earlier = &self.sources[..index];
+            if earlier.iter().any(|s| s.name == source.name) {
                 return Err(SourceError::Duplicate(source.name.clone()).into());
+            }
+            if let Some(other) = earlier
+                .iter()
+                .find(|s| s.table == source.table && s.table_shape() != source.table_shape())
+            {
+                return Err(SourceError::Invalid {
+                    name: source.name.clone(),
+                    problem: format!(
+                        "table {:?} is also loaded by source {:?}, with other columns or key",
+                        source.table, other.name
+                    ),
+                }
+                .into());
             }
         }
         Ok(())
@@ -632,6 +657,24 @@ mod tests {
             assert!(err.contains("bukket"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn sources_may_share_a_table_only_with_one_shape() {
+        let mut settings = Settings::default();
+        let mut second = Source::jsonplaceholder_posts();
+        second.name = "more-posts".into();
+        second.columns.reverse(); // order and fields may differ
+        second.columns[0].field = Some("/other".into());
+        settings.sources = vec![Source::jsonplaceholder_posts(), second.clone()];
+        settings.validate().unwrap();
+        settings.sources[1].columns[0].nullable = true;
+        let err = settings.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid settings: source \"more-posts\": table \"posts\" is also loaded by source \
+             \"posts\", with other columns or key"
+        );
     }
 
     #[test]

@@ -253,6 +253,18 @@ impl Source {
         self.primary_key.iter().any(|k| k == &column.name)
     }
 
+    /// What the table must look like for this source: its columns (name, type, nullability) in
+    /// name order, and its key. Sources sharing a table must agree on it.
+    pub fn table_shape(&self) -> (Vec<(&str, ColumnType, bool)>, &[String]) {
+        let mut columns: Vec<_> = self
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.column_type, c.nullable))
+            .collect();
+        columns.sort_by_key(|(name, _, _)| *name);
+        (columns, &self.primary_key)
+    }
+
     /// Whether rows are merged on a primary key (rather than appended).
     pub fn is_keyed(&self) -> bool {
         !self.primary_key.is_empty()
@@ -261,7 +273,7 @@ impl Source {
 
 /// Table and column names are restricted to plain lower-case identifiers so that the generated SQL
 /// means exactly what the settings say, with no case-folding surprises.
-fn check_identifier(name: &str) -> Result<(), String> {
+pub(crate) fn check_identifier(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
