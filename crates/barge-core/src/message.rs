@@ -1,7 +1,9 @@
 //! Where a raw batch is archived and the SQS message that announces it.
 //!
 //! The message body is versioned JSON so that the importer and transformer can be upgraded
-//! independently: a transformer rejects a version it does not know instead of guessing.
+//! independently: a transformer rejects a version it does not know instead of guessing, and
+//! ignores fields it does not know within its version, so that fields can be added to version 1
+//! without upgrading every transformer first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,6 @@ pub const MESSAGE_VERSION: u32 = 1;
 
 /// Body of the SQS message the importer sends after archiving a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BatchMessage {
     /// Always [`MESSAGE_VERSION`].
     pub version: u32,
@@ -99,6 +100,13 @@ mod tests {
     fn documented_body_parses() {
         let body = r#"{"version":1,"source":"posts","bucket":"barge-raw","key":"raw/posts/2026/11/24/x.json","record_count":100,"sha256":"abababababababababababababababababababababababababababababababab","fetched_at":"2026-11-24T01:02:03Z"}"#;
         assert_eq!(BatchMessage::parse(body).unwrap(), sample());
+    }
+
+    #[test]
+    fn fields_added_within_version_1_are_ignored() {
+        let mut body: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        body["added_later"] = serde_json::json!({"anything": [1, 2]});
+        assert_eq!(BatchMessage::parse(&body.to_string()).unwrap(), sample());
     }
 
     #[test]
