@@ -613,7 +613,8 @@ mod tests {
         let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/barge.toml");
         Jail::expect_with(|_| {
             let settings = Settings::load(Some(&local)).expect("deploy/local/barge.toml loads");
-            assert_eq!(settings.sources[0].url, "http://127.0.0.1:8089/posts");
+            assert_eq!(settings.sources[0].url, "http://127.0.0.1:18089/posts");
+            assert_eq!(settings.database.port, 15432);
             Ok(())
         });
     }

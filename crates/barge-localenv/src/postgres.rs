@@ -18,36 +18,70 @@ pub const SUPERUSER: &str = "barge";
 /// Its password; clusters live on loopback for one command or one test, so a fixed one is fine.
 pub const SUPERUSER_PASSWORD: &str = "barge-local";
 
-/// A PostgreSQL cluster of our own. Dropping it stops the server and deletes its files.
+/// A PostgreSQL cluster of our own. Dropping it stops the server, and deletes the files of a
+/// fresh one; a [`Cluster::detach`]ed one is left as it is.
 #[derive(Debug)]
 pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    on_drop: OnDrop,
+}
+
+/// What dropping a [`Cluster`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDrop {
+    StopAndRemove,
+    Stop,
+    Nothing,
 }
 
 impl Cluster {
     /// Creates a fresh cluster in `dir` (removing what was there, including a server left running
     /// by an earlier, killed run) and starts it on `127.0.0.1:port`.
     pub async fn start(bin: PathBuf, dir: PathBuf, port: u16) -> anyhow::Result<Self> {
-        let cluster = Self {
-            bin,
-            dir,
-            port,
-            as_postgres: is_root(),
-        };
-        if cluster.data().join("postmaster.pid").exists() {
-            eprintln!(
-                "stopping a PostgreSQL left over in {}",
-                cluster.dir.display()
-            );
-            cluster.stop();
-        }
+        let cluster = Self::at(bin, dir, port, OnDrop::StopAndRemove);
+        cluster.stop_leftover();
         cluster.create()?;
         cluster.resume()?;
         cluster.wait_ready().await?;
         Ok(cluster)
+    }
+
+    /// Starts the cluster kept in `dir` on `port` (its files are never deleted by this value),
+    /// or a fresh one if there is none.
+    pub async fn reopen(bin: PathBuf, dir: PathBuf, port: u16) -> anyhow::Result<Self> {
+        if !dir.join("data/PG_VERSION").exists() {
+            return Self::start(bin, dir, port).await;
+        }
+        let cluster = Self::at(bin, dir, port, OnDrop::Stop);
+        cluster.stop_leftover();
+        cluster.resume()?;
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    fn at(bin: PathBuf, dir: PathBuf, port: u16, on_drop: OnDrop) -> Self {
+        Self {
+            bin,
+            dir,
+            port,
+            as_postgres: is_root(),
+            on_drop,
+        }
+    }
+
+    fn stop_leftover(&self) {
+        if self.data().join("postmaster.pid").exists() {
+            eprintln!("stopping the PostgreSQL server in {}", self.dir.display());
+            self.stop();
+        }
+    }
+
+    /// Leaves the server running, and its files in place, when this value is dropped.
+    pub fn detach(mut self) {
+        self.on_drop = OnDrop::Nothing;
     }
 
     /// Starts a cluster on a free loopback port in a new directory under the temp dir, with the
@@ -180,9 +214,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.stop();
-        let _ = fs::remove_dir_all(&self.dir);
+        if self.on_drop != OnDrop::Nothing {
+            self.stop();
+        }
+        if self.on_drop == OnDrop::StopAndRemove {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// Stops the server of the cluster in `dir`, if one runs, keeping its files.
+pub fn stop_cluster_in(bin: &Path, dir: &Path) {
+    Cluster::at(bin.to_path_buf(), dir.to_path_buf(), 0, OnDrop::Nothing).stop_leftover();
 }
 
 /// The newest installed PostgreSQL server's `bin` directory.

@@ -75,6 +75,33 @@ async fn list_posts(
     axum::Json(posts(count))
 }
 
+/// Where the sample API listens for local runs: `deploy/local/barge.toml`'s source points here.
+pub const LOCAL_ADDRESS: &str = "127.0.0.1:18089";
+
+/// Serves `count` posts on `listen` until SIGTERM or SIGINT: the sample API as a program of its
+/// own (its binary, and `cargo xtask up`).
+pub async fn serve_until_signal(listen: &str, count: i64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::{SignalKind, signal};
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!(
+        "serving {count} posts at http://{}/posts",
+        listener.local_addr()?
+    );
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    serve(listener, count, async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// Serves `count` posts on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,

@@ -9,13 +9,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use transformer::Transformer;
 
-use crate::services::Services;
+use crate::services::{Layout, Services};
 
 /// Starts the services and the sample API, provisions the default bucket, queue and database,
 /// runs `importer once` and the transformer until the queue is drained, and prints the result.
 pub async fn run(posts: i64) -> anyhow::Result<ExitCode> {
     barge_core::telemetry::init("warn,importer=info,transformer=info");
-    let services = Services::start().await?;
+    let services = Services::start(Layout::ephemeral()?, false).await?;
     let outcome = pipeline(&services, posts).await;
     services.stop();
     outcome.map(|()| ExitCode::SUCCESS)

@@ -3,10 +3,12 @@
 //! - `demo`: start LocalStack, PostgreSQL and the sample API, run the pipeline once end to end,
 //!   show the loaded rows, stop everything.
 //! - `test`: start LocalStack and PostgreSQL, run the whole test suite against them, stop them.
+//! - `up`, `env`, `down`: the local loop, services left running for `cargo run` of the daemons.
 //! - `fuzz`: run the cargo-fuzz targets on the nightly toolchain (not part of `test`).
 //!
-//! Services bind to loopback on ports of their own ([`services::LOCALSTACK_PORT`],
-//! [`services::POSTGRES_PORT`]) and are stopped on success, failure, Ctrl-C and SIGTERM.
+//! Services bind to loopback: `demo` and `test` on free ports, stopped on success, failure,
+//! Ctrl-C and SIGTERM; `up` on the project's own ([`services::LOCALSTACK_PORT`],
+//! [`services::POSTGRES_PORT`]) until `down`.
 
 use std::process::ExitCode;
 
@@ -16,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 mod demo;
 mod fuzz;
+mod local_loop;
 mod services;
 mod test_suite;
 
@@ -40,6 +43,26 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Start LocalStack, PostgreSQL and the sample API in the background for `cargo run`.
+    Up,
+    /// Print the environment of the running local loop (`eval "$(cargo xtask env)"`).
+    Env,
+    /// Stop what `up` started and remove its data.
+    Down {
+        /// Keep PostgreSQL's data for the next `up`.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Serve the sample API until SIGTERM (started by `up`).
+    #[command(hide = true)]
+    SampleApi {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// How many posts to serve.
+        #[arg(long)]
+        posts: i64,
+    },
     /// Fuzz the message parser and the batch decoder/mapper (nightly toolchain, cargo-fuzz).
     Fuzz {
         /// How long each target runs; the targets run side by side.
@@ -58,6 +81,10 @@ async fn main() -> ExitCode {
             Command::Demo { posts } => demo::run(posts).await,
             Command::Test { args } => test_suite::run(&args).await,
             Command::Fuzz { seconds, targets } => fuzz::run(seconds, targets).await,
+            Command::Up => local_loop::up().await,
+            Command::Env => local_loop::env(),
+            Command::Down { keep } => local_loop::down(keep),
+            Command::SampleApi { listen, posts } => local_loop::sample_api(&listen, posts).await,
         }
     };
     // Services are stopped by their guards' Drop, which runs when `work` is dropped here too.

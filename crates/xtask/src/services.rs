@@ -1,7 +1,9 @@
-//! The local services the demo and the tests run against: LocalStack (S3 and SQS, host mode, no
-//! Docker) and a throwaway PostgreSQL cluster. Both are installed on first use, bound to
-//! loopback on ports that leave a developer's own LocalStack (4566) and PostgreSQL (5432) alone,
-//! and stopped when their guard is dropped.
+//! The local services the demo, the tests and the local loop run against: LocalStack (S3, SQS
+//! and Secrets Manager, host mode, no Docker) and a PostgreSQL cluster. Both are installed on
+//! first use and bound to loopback: `test` and `demo` on free ports, for one run, stopped when
+//! their guard is dropped; `up` on the project's own ports ([`Layout::local_loop`]), left
+//! running until `down`. A developer's own LocalStack (4566) and PostgreSQL (5432) are never
+//! touched.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -17,9 +19,10 @@ use barge_localenv::postgres::{self, Cluster, is_root, run, tail};
 use sha2::{Digest, Sha256};
 use std::os::unix::process::CommandExt;
 
-/// LocalStack's gateway port.
+/// The local loop's LocalStack gateway port (`deploy/local/barge.toml` and the compose file
+/// use it too).
 pub const LOCALSTACK_PORT: u16 = 14566;
-/// PostgreSQL's port.
+/// The local loop's PostgreSQL port.
 pub const POSTGRES_PORT: u16 = 15432;
 /// LocalStack 4.14 is the last release that runs without an auth token; newer ones refuse.
 const LOCALSTACK_VERSION: &str = "4.14.0";
@@ -28,18 +31,92 @@ const UV_VERSION: &str = "0.13.9";
 /// How long LocalStack may take to answer real S3 and SQS calls.
 const LOCALSTACK_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Both services, running. Dropping it stops them.
+/// Where one set of services listens and keeps its files.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Logs, pid files and LocalStack's data.
+    pub state: PathBuf,
+    /// The PostgreSQL cluster's directory: under the temp dir, because as root the cluster runs
+    /// as the `postgres` user, which may not be able to enter a home directory.
+    pub postgres_dir: PathBuf,
+    /// LocalStack's gateway port.
+    pub localstack_port: u16,
+    /// PostgreSQL's port.
+    pub postgres_port: u16,
+}
+
+impl Layout {
+    /// One `test` or `demo` run: free ports, so that it runs beside the local loop.
+    pub fn ephemeral() -> anyhow::Result<Self> {
+        let state = workspace_root().join("target/barge-local");
+        let postgres_port = free_port()?;
+        Ok(Self {
+            postgres_dir: std::env::temp_dir().join(format!("barge-postgres-{postgres_port}")),
+            state,
+            localstack_port: free_port()?,
+            postgres_port,
+        })
+    }
+
+    /// `cargo xtask up`: the project's own ports, state kept until `down`.
+    pub fn local_loop() -> Self {
+        Self {
+            state: workspace_root().join("target/barge-local/up"),
+            postgres_dir: std::env::temp_dir().join(format!("barge-up-postgres-{POSTGRES_PORT}")),
+            localstack_port: LOCALSTACK_PORT,
+            postgres_port: POSTGRES_PORT,
+        }
+    }
+
+    /// LocalStack's URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.localstack_port)
+    }
+
+    fn ensure_state(&self) -> anyhow::Result<&Path> {
+        fs::create_dir_all(&self.state)
+            .with_context(|| format!("creating {}", self.state.display()))?;
+        Ok(&self.state)
+    }
+
+    fn pid_file(&self, service: &str) -> PathBuf {
+        self.state.join(format!("{service}.pid"))
+    }
+
+    fn postgres_marker(&self) -> PathBuf {
+        self.state.join("postgres.dir")
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Both services, running. Dropping it stops them, unless [`Services::detach`]ed.
 pub struct Services {
+    layout: Layout,
     localstack: LocalStack,
     postgres: Cluster,
 }
 
 impl Services {
-    /// Installs what is missing, starts both services and waits until they answer real calls.
-    pub async fn start() -> anyhow::Result<Self> {
-        let postgres = start_postgres().await?;
-        let localstack = LocalStack::start().await?;
+    /// Installs what is missing, starts both services (a fresh PostgreSQL cluster, or the one
+    /// `layout` kept when `keep_data`) and waits until they answer real calls. Services an
+    /// earlier, killed run left in `layout` are stopped first.
+    pub async fn start(layout: Layout, keep_data: bool) -> anyhow::Result<Self> {
+        layout.ensure_state()?;
+        stop_leftovers(&layout);
+        let postgres = start_postgres(&layout, keep_data).await?;
+        fs::write(
+            layout.postgres_marker(),
+            layout.postgres_dir.display().to_string(),
+        )?;
+        let localstack = LocalStack::start(&layout).await?;
         Ok(Self {
+            layout,
             localstack,
             postgres,
         })
@@ -58,23 +135,53 @@ impl Services {
     /// Environment for processes that use the services: the AWS chain pointed at LocalStack and
     /// the PostgreSQL URL the integration tests provision their databases with.
     pub fn child_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.localstack.endpoint()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            (
-                barge_localenv::TEST_DATABASE_URL,
-                self.postgres.url("postgres"),
-            ),
-        ]
+        let mut env = aws_env(&self.layout);
+        env.push((
+            barge_localenv::TEST_DATABASE_URL,
+            self.postgres.url("postgres"),
+        ));
+        env
+    }
+
+    /// Leaves both services running after this process ends; `stop_layout` stops them.
+    pub fn detach(self) {
+        self.postgres.detach();
+        self.localstack.detach();
     }
 
     /// Stops both services, reporting what was stopped.
     pub fn stop(self) {
         drop(self.localstack);
         drop(self.postgres);
+        let _ = fs::remove_file(self.layout.postgres_marker());
         eprintln!("xtask: services stopped");
+    }
+}
+
+/// The AWS chain's variables for LocalStack with its test credentials.
+pub fn aws_env(layout: &Layout) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", layout.endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ]
+}
+
+/// Stops the services recorded in `layout` (by pid file and cluster directory), whether an
+/// earlier run was killed or `up` left them running on purpose.
+pub fn stop_layout(layout: &Layout) {
+    stop_leftovers(layout);
+}
+
+fn stop_leftovers(layout: &Layout) {
+    stop_leftover(&layout.pid_file("localstack"), "localstack");
+    if let Ok(dir) = fs::read_to_string(layout.postgres_marker()) {
+        let dir = PathBuf::from(dir.trim());
+        if let Some(bin) = postgres::installed_server() {
+            postgres::stop_cluster_in(&bin, &dir);
+        }
+        let _ = fs::remove_file(layout.postgres_marker());
     }
 }
 
@@ -84,13 +191,6 @@ pub fn workspace_root() -> PathBuf {
         .nth(2)
         .expect("crates/xtask sits two levels below the workspace root")
         .to_path_buf()
-}
-
-/// Logs and pid files of this checkout's services.
-fn state_dir() -> anyhow::Result<PathBuf> {
-    let dir = workspace_root().join("target").join("barge-local");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Installed tools, shared by every checkout on the machine and keyed by what they were
@@ -103,11 +203,11 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("barge"))
 }
 
-fn ensure_port_free(port: u16, service: &str) -> anyhow::Result<()> {
+pub fn ensure_port_free(port: u16, service: &str) -> anyhow::Result<()> {
     std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
         format!(
-            "port {port} for {service} is taken: is another `cargo xtask` running? \
-             (stop it, or free the port)"
+            "port {port} for {service} is taken: is `cargo xtask up` (or another program) \
+             using it? (`cargo xtask down` stops the local loop)"
         )
     })?;
     Ok(())
@@ -122,12 +222,23 @@ pub fn signal_group(pid: u32, signal: &str) {
         .status();
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (an orphan that exited stays a
+/// zombie where nothing reaps reparented processes, as in some containers).
+pub fn is_alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name: `pid (comm) S …`.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z')
+    })
+}
+
 /// Signals a process group and waits for `pid` to exit, escalating to SIGKILL.
-fn stop_group(pid: u32, child: Option<&mut Child>) {
+pub fn stop_group(pid: u32, child: Option<&mut Child>) {
     signal_group(pid, "TERM");
     let alive = |child: &mut Option<&mut Child>| match child {
         Some(child) => matches!(child.try_wait(), Ok(None)),
-        None => Path::new(&format!("/proc/{pid}")).exists(),
+        None => is_alive(pid),
     };
     let mut child = child;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -144,22 +255,21 @@ fn stop_group(pid: u32, child: Option<&mut Child>) {
 
 /// LocalStack in host mode, from a pinned lock file, in a Python 3.13 virtualenv.
 struct LocalStack {
-    child: Child,
+    child: Option<Child>,
     pid_file: PathBuf,
+    endpoint: String,
 }
 
 impl LocalStack {
-    async fn start() -> anyhow::Result<Self> {
-        let state = state_dir()?;
-        let pid_file = state.join("localstack.pid");
-        stop_leftover(&pid_file, "localstack");
-        ensure_port_free(LOCALSTACK_PORT, "LocalStack")?;
+    async fn start(layout: &Layout) -> anyhow::Result<Self> {
+        let pid_file = layout.pid_file("localstack");
+        ensure_port_free(layout.localstack_port, "LocalStack")?;
         let python = install_localstack()?;
-        let log_path = state.join("localstack.log");
+        let log_path = layout.state.join("localstack.log");
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let data = state.join("localstack-data");
-        let gateway = format!("127.0.0.1:{LOCALSTACK_PORT}");
+        let data = layout.state.join("localstack-data");
+        let gateway = format!("127.0.0.1:{}", layout.localstack_port);
         eprintln!(
             "xtask: starting LocalStack {LOCALSTACK_VERSION} on {gateway} (log: {})",
             log_path.display()
@@ -188,23 +298,22 @@ impl LocalStack {
             .spawn()
             .with_context(|| format!("starting {}", python.display()))?;
         fs::write(&pid_file, child.id().to_string())?;
-        let mut localstack = Self { child, pid_file };
+        let mut localstack = Self {
+            child: Some(child),
+            pid_file,
+            endpoint: layout.endpoint(),
+        };
         localstack.wait_ready(&log_path).await?;
         Ok(localstack)
     }
 
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{LOCALSTACK_PORT}")
+    /// Leaves it running; its pid file stays for whoever stops it.
+    fn detach(mut self) {
+        self.child = None;
     }
 
     async fn clients(&self) -> AwsClients {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(self.endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "barge-xtask"))
-            .load()
-            .await;
-        AwsClients::from_sdk_config(&config, Timeouts::default())
+        clients(&self.endpoint).await
     }
 
     /// Ready means a real S3 call and a real SQS call succeed: on an unsupported Python,
@@ -213,7 +322,8 @@ impl LocalStack {
         let aws = self.clients().await;
         let started = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            let child = self.child.as_mut().expect("started, not detached");
+            if let Some(status) = child.try_wait()? {
                 bail!(
                     "LocalStack exited ({status}) while starting; last log lines:\n{}",
                     tail(log)
@@ -248,9 +358,22 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
-        stop_group(self.child.id(), Some(&mut self.child));
-        let _ = fs::remove_file(&self.pid_file);
+        if let Some(child) = &mut self.child {
+            stop_group(child.id(), Some(child));
+            let _ = fs::remove_file(&self.pid_file);
+        }
     }
+}
+
+/// Clients for the LocalStack at `endpoint`, with its test credentials.
+pub async fn clients(endpoint: &str) -> AwsClients {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "barge-xtask"))
+        .load()
+        .await;
+    AwsClients::from_sdk_config(&config, Timeouts::default())
 }
 
 /// Stops a service a previous, killed run left behind, if the pid file still names it.
@@ -263,7 +386,7 @@ fn stop_leftover(pid_file: &Path, name: &str) {
     };
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     if String::from_utf8_lossy(&cmdline).contains(name) {
-        eprintln!("xtask: stopping {name} left over from an earlier run (pid {pid})");
+        eprintln!("xtask: stopping {name} (pid {pid})");
         stop_group(pid, None);
     }
     let _ = fs::remove_file(pid_file);
@@ -371,9 +494,9 @@ fn find_python313() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// The throwaway PostgreSQL cluster, installing Debian's server package first when there is
-/// none and we may.
-async fn start_postgres() -> anyhow::Result<Cluster> {
+/// The PostgreSQL cluster of `layout` (fresh, or its kept data when `keep_data`), installing
+/// Debian's server package first when there is none and we may.
+async fn start_postgres(layout: &Layout, keep_data: bool) -> anyhow::Result<Cluster> {
     let bin = match postgres::installed_server() {
         Some(bin) => bin,
         None => {
@@ -394,13 +517,16 @@ async fn start_postgres() -> anyhow::Result<Cluster> {
             )?
         }
     };
-    ensure_port_free(POSTGRES_PORT, "PostgreSQL")?;
-    // Under the temp dir rather than target/: as root the cluster runs as the `postgres` user,
-    // which may not be able to enter a home directory.
-    let dir = std::env::temp_dir().join(format!("barge-postgres-{POSTGRES_PORT}"));
+    ensure_port_free(layout.postgres_port, "PostgreSQL")?;
     eprintln!(
-        "xtask: starting PostgreSQL on 127.0.0.1:{POSTGRES_PORT} (log: {}/postgres.log)",
-        dir.display()
+        "xtask: starting PostgreSQL on 127.0.0.1:{} (log: {}/postgres.log)",
+        layout.postgres_port,
+        layout.postgres_dir.display()
     );
-    Cluster::start(bin, dir, POSTGRES_PORT).await
+    let dir = layout.postgres_dir.clone();
+    if keep_data {
+        Cluster::reopen(bin, dir, layout.postgres_port).await
+    } else {
+        Cluster::start(bin, dir, layout.postgres_port).await
+    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cargo;
-use crate::services::Services;
+use crate::services::{Layout, Services};
 
 /// Compiles the tests, starts the services, runs `cargo test --workspace` with the services'
 /// environment, stops the services and exits with the tests' verdict.
@@ -20,7 +20,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     if !built.success() {
         return Ok(ExitCode::FAILURE);
     }
-    let services = Services::start().await?;
+    let services = Services::start(Layout::ephemeral()?, false).await?;
     let tested = async {
         let mut tests = cargo()
             .args(["test", "--workspace", "--locked", "--no-fail-fast", "--"])
