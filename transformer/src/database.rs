@@ -10,7 +10,7 @@
 use std::pin::pin;
 
 use barge_core::Source;
-use barge_core::settings::DatabaseSettings;
+use barge_core::settings::{DatabaseSettings, DbError};
 use chrono::{DateTime, Utc};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -50,7 +50,7 @@ impl Database {
     }
 
     /// The live client, connecting first if there is none or the last one closed.
-    pub async fn client(&mut self) -> Result<&mut Client, tokio_postgres::Error> {
+    pub async fn client(&mut self) -> Result<&mut Client, DbError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(self.settings.connect().await?);
         }
@@ -58,12 +58,12 @@ impl Database {
     }
 
     /// Succeeds when PostgreSQL accepts a connection and answers a query.
-    pub async fn probe(&mut self) -> Result<(), tokio_postgres::Error> {
+    pub async fn probe(&mut self) -> Result<(), DbError> {
         let client = self.client().await?;
         if let Err(err) = client.simple_query("SELECT 1").await {
             // A broken session is not reused: the next try connects afresh.
             self.client = None;
-            return Err(err);
+            return Err(err.into());
         }
         Ok(())
     }
@@ -74,7 +74,7 @@ impl Database {
     pub async fn ensure_tables(
         &mut self,
         sources: &[Source],
-    ) -> Result<Vec<(String, Vec<String>)>, tokio_postgres::Error> {
+    ) -> Result<Vec<(String, Vec<String>)>, DbError> {
         let table_schema = self.settings.schema.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;
@@ -100,8 +100,8 @@ impl Database {
         bucket: &str,
         key: &str,
         sha256: &str,
-    ) -> Result<bool, tokio_postgres::Error> {
-        ledger::contains(self.client().await?, bucket, key, sha256).await
+    ) -> Result<bool, DbError> {
+        Ok(ledger::contains(self.client().await?, bucket, key, sha256).await?)
     }
 
     /// Loads `rows` (cells in column order) of the object `entry` describes into `source`'s table,
@@ -112,7 +112,7 @@ impl Database {
         source: &Source,
         entry: &LedgerEntry,
         rows: &[Vec<Cell>],
-    ) -> Result<Option<u64>, tokio_postgres::Error> {
+    ) -> Result<Option<u64>, DbError> {
         let table_schema = self.settings.schema.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;

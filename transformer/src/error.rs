@@ -15,6 +15,7 @@
 
 use barge_core::batch::BatchFormatError;
 use barge_core::message::MessageError;
+use barge_core::settings::DbError;
 
 /// Why a message's batch was not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -200,14 +201,16 @@ impl ProcessError {
 
     /// A database failure while loading `key` into `table`. `records` maps COPY input lines to
     /// record indices, so that PostgreSQL's "COPY …, line N" names the record.
-    pub(crate) fn database(
-        key: &str,
-        table: &str,
-        err: &tokio_postgres::Error,
-        records: &[usize],
-    ) -> Self {
+    pub(crate) fn database(key: &str, table: &str, err: &DbError, records: &[usize]) -> Self {
         let mut reason = barge_core::error_chain(err);
-        if let Some(context) = err.as_db_error().and_then(|db| db.where_()) {
+        let postgres = match err {
+            DbError::Postgres(postgres) => Some(postgres),
+            DbError::TlsRoots { .. } => None,
+        };
+        if let Some(context) = postgres
+            .and_then(|e| e.as_db_error())
+            .and_then(|db| db.where_())
+        {
             reason.push_str("\nCONTEXT: ");
             reason.push_str(context);
             if let Some(index) = copy_line(context).and_then(|line| records.get(line - 1)) {
@@ -218,7 +221,8 @@ impl ProcessError {
             key: key.to_owned(),
             table: table.to_owned(),
             reason,
-            class: database_class(err),
+            // Unreadable trust roots are the host's problem, like an unreachable server.
+            class: postgres.map_or(FailureClass::Outage(Dependency::Database), database_class),
         }
     }
 }

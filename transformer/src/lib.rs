@@ -545,7 +545,7 @@ impl Transformer {
                     key: key.to_owned(),
                     source_name: batch.source.clone(),
                 })?;
-        let database_error = |err: &tokio_postgres::Error, records: &[usize]| {
+        let database_error = |err: &barge_core::settings::DbError, records: &[usize]| {
             ProcessError::database(key, &source.table, err, records)
         };
         if self

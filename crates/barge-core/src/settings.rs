@@ -9,6 +9,7 @@
 //! profile, …).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
@@ -132,6 +133,12 @@ pub struct DatabaseSettings {
     pub dbname: String,
     /// Schema of the source tables (the ledger lives in schema `barge`).
     pub schema: String,
+    /// TLS to PostgreSQL: `verify-full` (the default: encrypted, and the server's certificate
+    /// must be valid for `host`) or `disable` (plain TCP, for local throwaway servers only).
+    pub tls: TlsMode,
+    /// PEM file of the certificate authorities to trust for `verify-full` (for RDS: its CA
+    /// bundle). Unset: the system's trusted roots.
+    pub ca_file: Option<PathBuf>,
     /// How long to wait for a connection before giving up.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -160,12 +167,42 @@ impl Default for DatabaseSettings {
             password_secret: None,
             dbname: "barge".into(),
             schema: "public".into(),
+            tls: TlsMode::VerifyFull,
+            ca_file: None,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(5 * 60),
             lock_timeout: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(5 * 60),
         }
     }
+}
+
+/// How the transformer's connections to PostgreSQL are protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// TLS, with the server's certificate verified against the trusted roots and `host`.
+    VerifyFull,
+    /// No TLS.
+    Disable,
+}
+
+/// Why a PostgreSQL connection or statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The TLS trust roots could not be read.
+    #[error(
+        "cannot read the certificate authorities for TLS to PostgreSQL from {source_name}: {reason}"
+    )]
+    TlsRoots {
+        /// The CA file, or "the system's trust store".
+        source_name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The driver or the server failed.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
 }
 
 /// TCP keepalive probes start after this much silence on a PostgreSQL connection, so that a
@@ -196,17 +233,18 @@ impl DatabaseSettings {
         Ok(resolved)
     }
 
-    /// A connected client with the session's timeouts set. The one place barge opens PostgreSQL
-    /// connections, so the password leaves its `SecretString` only here, straight into the
-    /// driver. The connection runs on its own task; when it ends with an error the client
-    /// reports closed and the error is logged.
-    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = self.pg_config().connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(error = %crate::error_chain(&err), "database connection closed");
+    /// A connected client, over TLS unless `tls = "disable"`, with the session's timeouts set.
+    /// The one place barge opens PostgreSQL connections, so the password leaves its
+    /// `SecretString` only here, straight into the driver.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, DbError> {
+        let config = self.pg_config();
+        let client = match self.tls {
+            TlsMode::Disable => spawn_connection(config.connect(tokio_postgres::NoTls).await?),
+            TlsMode::VerifyFull => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
+                spawn_connection(config.connect(tls).await?)
             }
-        });
+        };
         // SET rather than startup options, which poolers such as RDS Proxy refuse.
         let millis = |d: Duration| d.as_millis();
         client
@@ -219,6 +257,49 @@ impl DatabaseSettings {
             ))
             .await?;
         Ok(client)
+    }
+
+    /// rustls' client configuration: the CA file's certificates, or the system's roots.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, DbError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let failed = |reason: String| DbError::TlsRoots {
+                    source_name: path.display().to_string(),
+                    reason,
+                };
+                let certificates = CertificateDer::pem_file_iter(path)
+                    .map_err(|err| failed(err.to_string()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| failed(err.to_string()))?;
+                let (added, _) = roots.add_parsable_certificates(certificates);
+                if added == 0 {
+                    return Err(failed("no certificate in it".into()));
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+                if roots.is_empty() {
+                    return Err(DbError::TlsRoots {
+                        source_name: "the system's trust store".into(),
+                        reason: format!("no usable certificate ({:?})", native.errors),
+                    });
+                }
+            }
+        }
+        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| DbError::TlsRoots {
+            source_name: "rustls".into(),
+            reason: err.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
     }
 
     fn pg_config(&self) -> tokio_postgres::Config {
@@ -237,9 +318,30 @@ impl DatabaseSettings {
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES)
             .tcp_user_timeout(TCP_USER_TIMEOUT)
+            .ssl_mode(match self.tls {
+                TlsMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+                TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            })
             .application_name("barge");
         config
     }
+}
+
+/// Runs a new connection on a task of its own; when it ends with an error the client reports
+/// closed and the error is logged.
+fn spawn_connection<S, T>(
+    (client, connection): (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
+) -> tokio_postgres::Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %crate::error_chain(&err), "database connection closed");
+        }
+    });
+    client
 }
 
 /// The importer's HTTP client.

@@ -151,6 +151,8 @@ pub fn database_settings_from_url(url: &str) -> anyhow::Result<DatabaseSettings>
         port: config.get_ports().first().copied().unwrap_or(5432),
         user: config.get_user().unwrap_or("postgres").to_owned(),
         password: Some(SecretString::from(password)),
+        // Only local, throwaway servers are named by URL here.
+        tls: barge_core::settings::TlsMode::Disable,
         dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
         ..DatabaseSettings::default()
     })
@@ -283,6 +285,7 @@ impl TestEnv {
                     .unwrap_or_default(),
             ),
             ("DATABASE__DBNAME", database.dbname.clone()),
+            ("DATABASE__TLS", "disable".to_owned()),
         ]
         .into_iter()
         .map(|(key, value)| (format!("{}{key}", barge_core::settings::ENV_PREFIX), value));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, ensure};
-use barge_core::settings::DatabaseSettings;
+use barge_core::settings::{DatabaseSettings, TlsMode};
 use secrecy::SecretString;
 
 /// Superuser of every throwaway cluster.
@@ -98,6 +98,44 @@ impl Cluster {
         Self::start(bin, dir, port).await
     }
 
+    /// Turns TLS on with `certificate` and `key` (PEM), and accepts TCP connections only over
+    /// TLS from then on (`hostssl` in `pg_hba.conf`); restarts the server.
+    pub fn require_tls(&self, certificate: &Path, key: &Path) -> anyhow::Result<()> {
+        fs::copy(certificate, self.data().join("server.crt"))?;
+        fs::copy(key, self.data().join("server.key"))?;
+        let hba = self.data().join("pg_hba.conf");
+        let rules = fs::read_to_string(&hba)?
+            .lines()
+            .map(|line| match line.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}"),
+                None => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        fs::write(&hba, rules + "\n")?;
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data().join("postgresql.conf"))?;
+        std::io::Write::write_all(&mut conf, b"ssl = on\n")?;
+        if self.as_postgres {
+            run(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:")
+                    .arg(self.data()),
+                "handing the TLS files to the postgres user",
+            )?;
+        }
+        run(
+            Command::new("chmod")
+                .arg("600")
+                .arg(self.data().join("server.key")),
+            "protecting the TLS key",
+        )?;
+        self.stop();
+        self.resume()
+    }
+
     /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -111,6 +149,8 @@ impl Cluster {
             user: SUPERUSER.into(),
             password: Some(SecretString::from(SUPERUSER_PASSWORD)),
             dbname: dbname.into(),
+            // A throwaway cluster on loopback, without certificates.
+            tls: TlsMode::Disable,
             ..DatabaseSettings::default()
         }
     }
