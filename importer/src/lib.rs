@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::ByteStream;
 use barge_core::aws::{AwsClients, QueueUrlError};
 use barge_core::message::{MESSAGE_VERSION, archive_key};
+use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings, Source};
 use bytes::Bytes;
 use chrono::Utc;
@@ -28,6 +29,8 @@ pub struct Importer {
     http: reqwest::Client,
     aws: AwsClients,
     queue_url: String,
+    /// READY and the watchdog, for systemd.
+    liveness: Liveness,
 }
 
 impl Importer {
@@ -45,6 +48,7 @@ impl Importer {
             http,
             aws,
             queue_url,
+            liveness: Liveness::start(STALL_LIMIT),
         })
     }
 
@@ -75,6 +79,10 @@ impl Importer {
     /// cancelled. An import under way when it fires is finished, so no archived object is left
     /// unannounced by a stop.
     pub async fn run(&self, shutdown: CancellationToken) {
+        self.liveness.ready(&format!(
+            "importing {} source(s) on their intervals",
+            self.settings.sources.len()
+        ));
         let mut tasks = JoinSet::new();
         for source in self.settings.sources.clone() {
             let importer = self.clone();
@@ -93,6 +101,7 @@ impl Importer {
                 () = shutdown.cancelled() => break,
                 _ = ticks.tick() => {}
             }
+            let _work = self.liveness.work();
             // Errors are logged inside; the next tick retries.
             let _ = self.import_logged(source).await;
         }

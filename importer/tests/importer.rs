@@ -331,3 +331,33 @@ async fn sigterm_during_once_finishes_the_import_under_way_and_skips_the_rest() 
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn the_daemon_tells_systemd_it_is_ready_and_alive() {
+    let url = spawn_sample_api(2).await;
+    let env = with_sources(TestEnv::new().await, HOUR, &[("posts", &url)]);
+    let systemd = barge_localenv::NotifySocket::bind();
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_importer"),
+        &["run"],
+        &env,
+        &[
+            ("NOTIFY_SOCKET", systemd.path().to_str().unwrap()),
+            ("WATCHDOG_USEC", "600000"),
+        ],
+    );
+    let watchdogs = |lines: &[String]| lines.iter().filter(|l| *l == "WATCHDOG=1").count();
+    // Idle between imports still counts as alive: the interval here is an hour.
+    let lines = systemd.collect_until(Duration::from_secs(30), |lines| {
+        lines.iter().any(|l| l == "READY=1") && watchdogs(lines) >= 3
+    });
+    assert!(
+        lines.iter().any(|l| l == "READY=1"),
+        "{lines:?}\n{}",
+        daemon.log()
+    );
+    assert!(watchdogs(&lines) >= 3, "{lines:?}");
+    daemon.terminate();
+    let (code, log) = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{log}");
+}

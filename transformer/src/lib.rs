@@ -17,6 +17,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use barge_core::aws::{AwsClients, QueueUrlError};
+use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,8 @@ pub struct Transformer {
     queue: Queue,
     dead_letters: DeadLetters,
     database: Database,
+    /// READY and the watchdog, for systemd.
+    liveness: Liveness,
 }
 
 /// A batch whose rows are committed (and whose message is deleted).
@@ -274,6 +277,7 @@ impl Transformer {
             aws,
             dead_letters,
             database,
+            liveness: Liveness::start(STALL_LIMIT),
         })
     }
 
@@ -284,15 +288,19 @@ impl Transformer {
     /// back) and every held message is handed back too.
     pub async fn run(&mut self, shutdown: &CancellationToken) {
         tracing::info!(queue_url = %self.queue.url(), "polling for batches");
+        self.liveness
+            .ready(&format!("polling {} for batches", self.queue.url()));
         let wait = self.settings.queue.wait_seconds;
         let grace = self.settings.transformer.shutdown_grace;
         let mut receive_delays = retry_delays();
         while !shutdown.is_cancelled() {
+            let receiving = self.liveness.work();
             let received = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 received = self.queue.receive(wait) => received,
             };
+            drop(receiving);
             let messages = match received {
                 Ok(messages) => {
                     receive_delays = retry_delays();
@@ -432,6 +440,7 @@ impl Transformer {
                 source = tracing::field::Empty,
                 key = tracing::field::Empty,
             );
+            let _work = self.liveness.work();
             let outcome = self
                 .handle(&message, received_at, shutdown, attempts)
                 .instrument(span)

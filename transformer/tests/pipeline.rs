@@ -673,3 +673,34 @@ async fn a_table_that_differs_from_its_declaration_stops_the_start_with_the_diff
          it; primary key is (id, user_id), declared (id)"
     );
 }
+
+#[tokio::test]
+async fn the_daemon_tells_systemd_it_is_ready_alive_and_stopping() {
+    let env = TestEnv::new().await;
+    let systemd = barge_localenv::NotifySocket::bind();
+    let daemon = daemon(
+        &env,
+        &[
+            ("NOTIFY_SOCKET", systemd.path().to_str().unwrap()),
+            ("WATCHDOG_USEC", "600000"),
+        ],
+    );
+    let watchdogs = |lines: &[String]| lines.iter().filter(|l| *l == "WATCHDOG=1").count();
+    let lines = systemd.collect_until(Duration::from_secs(30), |lines| {
+        lines.iter().any(|l| l == "READY=1") && watchdogs(lines) >= 3
+    });
+    assert!(
+        lines.iter().any(|l| l == "READY=1"),
+        "{lines:?}\n{}",
+        daemon.log()
+    );
+    assert!(watchdogs(&lines) >= 3, "{lines:?}");
+
+    daemon.terminate();
+    let lines = systemd.collect_until(Duration::from_secs(10), |lines| {
+        lines.iter().any(|l| l == "STOPPING=1")
+    });
+    assert!(lines.iter().any(|l| l == "STOPPING=1"), "{lines:?}");
+    let (code, log) = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{log}");
+}

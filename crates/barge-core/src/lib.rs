@@ -1,6 +1,6 @@
 //! What both barge daemons share: the settings tree, the declared shape of each source, the SQS
-//! message that links an archived batch to its loader, AWS client construction, telemetry and the
-//! shutdown signal.
+//! message that links an archived batch to its loader, AWS client construction, telemetry, the
+//! shutdown signal and systemd's readiness and watchdog notifications.
 //!
 //! Nothing here talks to an external HTTP API or to PostgreSQL tables: those belong to the
 //! `importer` and `transformer` crates respectively.
@@ -9,6 +9,7 @@ pub mod aws;
 pub mod batch;
 pub mod message;
 pub mod secrets;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod source;

@@ -20,6 +20,7 @@ pub fn on_signal() -> std::io::Result<CancellationToken> {
             signal = name,
             "shutdown requested, finishing in-flight work (send it again to stop at once)"
         );
+        crate::service::stopping();
         cancel.cancel();
         let (name, status) = next_signal(&mut terminate, &mut interrupt).await;
         tracing::warn!(signal = name, "second signal: stopping at once");

@@ -99,3 +99,51 @@ impl Drop for Daemon {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// A stand-in for systemd's notification socket: a Unix datagram socket a daemon started with
+/// `NOTIFY_SOCKET` pointing at it sends `READY=1`, `WATCHDOG=1`, … to.
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    /// Binds a fresh socket under the temp dir.
+    pub fn bind() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "barge-notify-{}.sock",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a datagram socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("set a read timeout");
+        Self { socket, path }
+    }
+
+    /// Its path, for `NOTIFY_SOCKET`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every notification line received until `until` holds for the lines so far, or `limit`
+    /// passes.
+    pub fn collect_until(&self, limit: Duration, until: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let started = Instant::now();
+        let mut lines = Vec::new();
+        let mut buffer = [0_u8; 4096];
+        while !until(&lines) && started.elapsed() < limit {
+            if let Ok(length) = self.socket.recv(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..length]);
+                lines.extend(text.lines().map(str::to_owned));
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

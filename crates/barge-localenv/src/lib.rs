@@ -7,7 +7,7 @@
 mod daemon;
 pub mod postgres;
 
-pub use daemon::Daemon;
+pub use daemon::{Daemon, NotifySocket};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,139 @@
+//! Telling systemd how a daemon is doing (`Type=notify`): `READY=1` once it works, and
+//! `WATCHDOG=1` for as long as its work loop makes progress, so that a stuck loop is restarted
+//! (`WatchdogSec=`). Without `NOTIFY_SOCKET` (not under systemd) every call is a no-op.
+//!
+//! Progress means: no piece of work (a receive, a message, an import) has been under way for
+//! longer than [`STALL_LIMIT`]. Waiting idle for the next interval is not a stall.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+/// Longer than any single step may legitimately take (a statement is cut at
+/// `database.statement_timeout`, 5 min by default; an AWS call at 3 min; an HTTP request at
+/// `http.timeout`); a step under way for longer means the loop is stuck.
+pub const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// The daemon's standing with systemd. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Liveness {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: AtomicU64,
+    under_way: Mutex<HashMap<u64, Instant>>,
+}
+
+/// A piece of work under way; dropping it ends it.
+#[must_use = "the work ends when the guard is dropped"]
+#[derive(Debug)]
+pub struct Work {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Liveness {
+    /// Starts feeding systemd's watchdog, if the service has one (`WATCHDOG_USEC`), every third
+    /// of its period while no work has been under way for longer than `stall_limit`.
+    pub fn start(stall_limit: Duration) -> Self {
+        let liveness = Self::default();
+        if let Some(period) = sd_notify::watchdog_enabled() {
+            tokio::spawn(feed_watchdog(liveness.clone(), period / 3, stall_limit));
+        }
+        liveness
+    }
+
+    /// Tells systemd the daemon is up, with a status line for `systemctl status`.
+    pub fn ready(&self, status: &str) {
+        notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
+    /// Marks a piece of work as under way until the returned guard is dropped.
+    pub fn work(&self) -> Work {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.under_way().insert(id, Instant::now());
+        Work {
+            inner: self.inner.clone(),
+            id,
+        }
+    }
+
+    /// How long the oldest piece of work under way has been going, if any is.
+    fn oldest_work(&self) -> Option<Duration> {
+        self.under_way().values().min().map(Instant::elapsed)
+    }
+
+    fn under_way(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+        self.inner
+            .under_way
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        self.inner
+            .under_way
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Tells systemd the daemon is stopping (after SIGTERM), so `systemctl status` says so.
+pub fn stopping() {
+    notify(&[NotifyState::Stopping]);
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::warn!(error = %err, "cannot notify systemd");
+    }
+}
+
+async fn feed_watchdog(liveness: Liveness, every: Duration, stall_limit: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    let mut stalled = false;
+    loop {
+        ticks.tick().await;
+        match liveness.oldest_work() {
+            Some(elapsed) if elapsed > stall_limit => {
+                if !stalled {
+                    tracing::error!(
+                        ?elapsed,
+                        "work under way for longer than the stall limit: no longer feeding the watchdog, systemd will restart the daemon"
+                    );
+                }
+                stalled = true;
+            }
+            _ => {
+                stalled = false;
+                notify(&[NotifyState::Watchdog]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_is_under_way_until_its_guard_drops() {
+        let liveness = Liveness::default();
+        assert_eq!(liveness.oldest_work(), None);
+        let first = liveness.work();
+        let second = liveness.work();
+        assert!(liveness.oldest_work().is_some());
+        drop(first);
+        assert!(liveness.oldest_work().is_some());
+        drop(second);
+        assert_eq!(liveness.oldest_work(), None);
+    }
+}
