@@ -10,9 +10,11 @@
 use std::pin::pin;
 
 use barge_core::Source;
+use barge_core::secrets::SecretError;
 use barge_core::settings::{DatabaseSettings, DbError};
 use chrono::{DateTime, Utc};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
@@ -36,23 +38,46 @@ const DDL_LOCK: i64 = 0x6261_7267_6501;
 /// instead of the daemon dying.
 #[derive(Debug)]
 pub struct Database {
+    /// The settings as configured, the password possibly still a file or a secret's name.
+    configured: DatabaseSettings,
+    /// With the password read.
     settings: DatabaseSettings,
+    secrets: aws_sdk_secretsmanager::Client,
     client: Option<Client>,
 }
 
 impl Database {
-    /// A session for `settings`; nothing connects until first use.
-    pub fn new(settings: DatabaseSettings) -> Self {
-        Self {
-            settings,
+    /// A session for `configured`, its password read from its file or secret now; nothing
+    /// connects until first use.
+    pub async fn new(
+        configured: DatabaseSettings,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Result<Self, SecretError> {
+        Ok(Self {
+            settings: configured.resolve_password(&secrets).await?,
+            configured,
+            secrets,
             client: None,
-        }
+        })
     }
 
-    /// The live client, connecting first if there is none or the last one closed.
+    /// The live client, connecting first if there is none or the last one closed. A password
+    /// refused when it comes from a file or a secret is read again once: RDS rotates the
+    /// master password it manages (every 7 days by default).
     pub async fn client(&mut self) -> Result<&mut Client, DbError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(self.settings.connect().await?);
+            let connected = match self.settings.connect().await {
+                Err(DbError::Postgres(err))
+                    if err.code() == Some(&SqlState::INVALID_PASSWORD)
+                        && self.configured.password.is_none() =>
+                {
+                    tracing::warn!("database password refused; reading it again");
+                    self.settings = self.configured.resolve_password(&self.secrets).await?;
+                    self.settings.connect().await?
+                }
+                connected => connected?,
+            };
+            self.client = Some(connected);
         }
         Ok(self.client.as_mut().expect("connected just above"))
     }

@@ -205,7 +205,7 @@ impl ProcessError {
         let mut reason = barge_core::error_chain(err);
         let postgres = match err {
             DbError::Postgres(postgres) => Some(postgres),
-            DbError::TlsRoots { .. } => None,
+            DbError::TlsRoots { .. } | DbError::Password(_) => None,
         };
         if let Some(context) = postgres
             .and_then(|e| e.as_db_error())
@@ -221,7 +221,8 @@ impl ProcessError {
             key: key.to_owned(),
             table: table.to_owned(),
             reason,
-            // Unreadable trust roots are the host's problem, like an unreachable server.
+            // Unreadable trust roots or password are the host's problem, like an unreachable
+            // server.
             class: postgres.map_or(FailureClass::Outage(Dependency::Database), database_class),
         }
     }

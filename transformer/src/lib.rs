@@ -221,8 +221,8 @@ impl Transformer {
     /// dead-letter queue, reads the queue's visibility timeout (the heartbeat's rhythm), creates
     /// the ledger and missing tables and checks existing ones against their declarations, so
     /// that a misconfiguration fails at start-up rather than on the first message.
-    pub async fn new(mut settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
-        settings.database = settings.database.resolve_password(&aws.secrets).await?;
+    pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
+        let mut database = Database::new(settings.database.clone(), aws.secrets.clone()).await?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
         let attributes_error = |reason: String| StartError::QueueAttributes {
             queue: queue_url.clone(),
@@ -257,7 +257,6 @@ impl Transformer {
             redrive.as_deref(),
         )
         .await?;
-        let mut database = Database::new(settings.database.clone());
         let drift = database
             .ensure_tables(&settings.sources)
             .await

@@ -575,41 +575,81 @@ async fn a_password_that_looks_like_a_number_is_used_verbatim_and_never_printed(
 }
 
 #[tokio::test]
-async fn the_password_can_come_from_secrets_manager() {
+async fn the_password_comes_from_secrets_manager_and_is_read_again_after_a_rotation() {
     let mut env = TestEnv::new().await;
-    let password = env.settings.database.password.take().unwrap();
+    let role = format!("rotated_{}", &env.settings.database.dbname[5..13]);
+    let admin = env.db().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'first'"
+        ))
+        .await
+        .unwrap();
     let secret = format!("barge/{}", env.settings.database.dbname);
+    let rds_json =
+        |password: &str| serde_json::json!({"username": role, "password": password}).to_string();
     env.aws
         .secrets
         .create_secret()
         .name(&secret)
-        .secret_string(
-            serde_json::json!({
-                "username": env.settings.database.user,
-                "password": secrecy::ExposeSecret::expose_secret(&password),
-            })
-            .to_string(),
-        )
+        .secret_string(rds_json("first"))
         .send()
         .await
         .unwrap();
+    env.settings.database.user = role.clone();
+    env.settings.database.password = None;
     env.settings.database.password_secret = Some(secret.clone());
     let mut transformer = transformer(&env).await;
     env.announce(
         "posts",
-        "raw/posts/s.json",
+        "raw/posts/s1.json",
         &json(&barge_sample_api::posts(2)),
     )
     .await;
     assert_eq!(transformer.drain().await.unwrap().loaded.len(), 1);
 
-    env.settings.database.password_secret = Some(format!("{secret}-missing"));
-    let err = Transformer::new(env.settings.clone(), env.aws.clone())
+    // RDS rotates the password it manages: the role's and the secret's change together, and the
+    // transformer's session goes (the next load reconnects).
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second'"))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+    env.aws
+        .secrets
+        .put_secret_value()
+        .secret_id(&secret)
+        .secret_string(rds_json("second"))
+        .send()
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    env.announce(
+        "posts",
+        "raw/posts/s2.json",
+        &json(&barge_sample_api::posts(3)),
+    )
+    .await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM posts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3);
+
+    env.settings.database.password_secret = Some(format!("{secret}-missing"));
+    let Err(err) = Transformer::new(env.settings.clone(), env.aws.clone()).await else {
+        panic!("started without its password");
+    };
     assert!(
-        err.starts_with(&format!(
+        err.to_string().starts_with(&format!(
             "cannot read secret \"{secret}-missing\" from AWS Secrets Manager"
         )),
         "{err}"

@@ -200,6 +200,9 @@ pub enum DbError {
         /// What went wrong.
         reason: String,
     },
+    /// The password could not be read again from its file or secret.
+    #[error(transparent)]
+    Password(#[from] SecretError),
     /// The driver or the server failed.
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
