@@ -2,8 +2,10 @@
 //!
 //! - `demo`: start LocalStack, PostgreSQL and the sample API, run the pipeline once end to end,
 //!   show the loaded rows, stop everything.
-//! - `test`: start LocalStack and PostgreSQL, run the whole test suite against them, stop them.
+//! - `test`: start LocalStack and PostgreSQL, run the whole test suite against them, stop them,
+//!   then check the deployment (Terraform, systemd units, install script) statically.
 //! - `up`, `env`, `down`: the local loop, services left running for `cargo run` of the daemons.
+//! - `dist`: the release tarball of both daemons for the hosts.
 //! - `fuzz`: run the cargo-fuzz targets on the nightly toolchain (not part of `test`).
 //!
 //! Services bind to loopback: `demo` and `test` on free ports, stopped on success, failure,
@@ -17,6 +19,8 @@ use tokio::process::Command as TokioCommand;
 use tokio::signal::unix::{SignalKind, signal};
 
 mod demo;
+mod deploy_checks;
+mod dist;
 mod fuzz;
 mod local_loop;
 mod services;
@@ -43,6 +47,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build the release tarball the hosts install (stripped binaries, units, install.sh).
+    Dist,
     /// Start LocalStack, PostgreSQL and the sample API in the background for `cargo run`.
     Up,
     /// Print the environment of the running local loop (`eval "$(cargo xtask env)"`).
@@ -81,6 +87,7 @@ async fn main() -> ExitCode {
             Command::Demo { posts } => demo::run(posts).await,
             Command::Test { args } => test_suite::run(&args).await,
             Command::Fuzz { seconds, targets } => fuzz::run(seconds, targets).await,
+            Command::Dist => dist::run().await,
             Command::Up => local_loop::up().await,
             Command::Env => local_loop::env(),
             Command::Down { keep } => local_loop::down(keep),

@@ -195,7 +195,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Installed tools, shared by every checkout on the machine and keyed by what they were
 /// installed from, so a fresh clone does not reinstall and a changed lock file does.
-fn cache_dir() -> anyhow::Result<PathBuf> {
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
@@ -432,7 +432,7 @@ fn install_localstack() -> anyhow::Result<PathBuf> {
 }
 
 /// uv, pinned, in a virtualenv of its own.
-fn install_uv(python: &Path) -> anyhow::Result<PathBuf> {
+pub fn install_uv(python: &Path) -> anyhow::Result<PathBuf> {
     let venv = cache_dir()?.join(format!("uv-{UV_VERSION}"));
     let uv = venv.join("bin/uv");
     if uv.exists() {
@@ -455,7 +455,7 @@ fn install_uv(python: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// A Python 3.13 interpreter: `BARGE_PYTHON`, then `python3.13` on `PATH`, then pyenv's.
-fn find_python313() -> anyhow::Result<PathBuf> {
+pub fn find_python313() -> anyhow::Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(explicit) = std::env::var_os("BARGE_PYTHON") {
         candidates.push(explicit.into());

@@ -1,11 +1,12 @@
-//! `cargo xtask test`: the whole test suite against real LocalStack and PostgreSQL.
+//! `cargo xtask test`: the whole test suite against real LocalStack and PostgreSQL, then the
+//! deployment's static checks ([`crate::deploy_checks`]).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cargo;
-use crate::services::{Layout, Services};
+use crate::services::{Layout, Services, workspace_root};
+use crate::{cargo, deploy_checks};
 
 /// Compiles the tests, starts the services, runs `cargo test --workspace` with the services'
 /// environment, stops the services and exits with the tests' verdict.
@@ -39,7 +40,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     }
     .await;
     services.stop();
-    Ok(if tested?.success() {
+    let tested = tested?;
+    // The deployment's static checks need the binaries the test build made.
+    let problems = deploy_checks::run(&workspace_root().join("target/debug"))?;
+    for problem in &problems {
+        eprintln!("xtask: deployment check failed: {problem}");
+    }
+    Ok(if tested.success() && problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1,0 +1,256 @@
+# Least privilege: every statement names its actions (no wildcard action) and the ARNs it acts
+# on. The only "*" characters in resources below are key patterns under a fixed prefix
+# (raw/*, errors/*), the log streams of one log group, and this account's log groups for
+# logs:DescribeLogGroups (flow logs), which cannot be narrowed further.
+
+data "aws_iam_policy_document" "ec2_assume" {
+  statement {
+    sid     = "Ec2AssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "host" {
+  for_each = toset(local.roles)
+
+  name               = "${var.name}-${each.key}"
+  description        = "barge ${each.key} host"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+
+  tags = { Name = "${var.name}-${each.key}" }
+}
+
+resource "aws_iam_instance_profile" "host" {
+  for_each = toset(local.roles)
+
+  name = "${var.name}-${each.key}"
+  role = aws_iam_role.host[each.key].name
+
+  tags = { Name = "${var.name}-${each.key}" }
+}
+
+resource "aws_iam_role_policy" "host" {
+  for_each = toset(local.roles)
+
+  name   = "${var.name}-${each.key}"
+  role   = aws_iam_role.host[each.key].id
+  policy = each.key == "importer" ? data.aws_iam_policy_document.importer.json : data.aws_iam_policy_document.transformer.json
+}
+
+# Opt-in shell access through Session Manager (var.ssm_session_manager); AWS's managed policy.
+resource "aws_iam_role_policy_attachment" "ssm" {
+  for_each = var.ssm_session_manager ? toset(local.roles) : toset([])
+
+  role       = aws_iam_role.host[each.key].name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+# ---------------------------------------------------------------------------------------------
+# importer
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "importer" {
+  statement {
+    sid       = "ArchiveRawBatches"
+    effect    = "Allow"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.data.arn}/${local.raw_prefix}/*"]
+  }
+
+  statement {
+    sid    = "AnnounceBatches"
+    effect = "Allow"
+    actions = [
+      "sqs:SendMessage",
+      "sqs:GetQueueUrl",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  dynamic "statement" {
+    for_each = length(var.importer_secret_arns) > 0 ? [var.importer_secret_arns] : []
+    content {
+      sid       = "ReadApiSecrets"
+      effect    = "Allow"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = statement.value
+    }
+  }
+
+  statement {
+    sid       = "DownloadRelease"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = [local.tarball_arn]
+  }
+
+  statement {
+    sid    = "ShipLogs"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [
+      aws_cloudwatch_log_group.barge["importer"].arn,
+      "${aws_cloudwatch_log_group.barge["importer"].arn}:log-stream:*",
+    ]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# transformer
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "transformer" {
+  statement {
+    sid     = "ReadBatches"
+    effect  = "Allow"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${aws_s3_bucket.data.arn}/${local.raw_prefix}/*",
+      "${aws_s3_bucket.data.arn}/${local.landing_prefix}/*",
+    ]
+  }
+
+  statement {
+    sid       = "WriteRejects"
+    effect    = "Allow"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.data.arn}/${local.errors_prefix}/*"]
+  }
+
+  # The start-up probe is HeadBucket, which S3 authorises as s3:ListBucket on the bucket ARN.
+  # HeadBucket carries no prefix, so an s3:prefix condition would deny it: unconditioned.
+  statement {
+    sid       = "ProbeBucket"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.data.arn]
+  }
+
+  # ChangeMessageVisibilityBatch and DeleteMessageBatch are authorised by the single-message
+  # actions; GetQueueAttributes reads VisibilityTimeout and RedrivePolicy at start.
+  statement {
+    sid    = "ConsumeBatches"
+    effect = "Allow"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueUrl",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid    = "DeadLetter"
+    effect = "Allow"
+    actions = [
+      "sqs:SendMessage",
+      "sqs:GetQueueUrl",
+    ]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  # The RDS-managed master secret (encrypted with the AWS-managed aws/secretsmanager key, which
+  # needs no KMS grant here).
+  statement {
+    sid       = "ReadDatabasePassword"
+    effect    = "Allow"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.db_secret_arn]
+  }
+
+  statement {
+    sid       = "DownloadRelease"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = [local.tarball_arn]
+  }
+
+  statement {
+    sid    = "ShipLogs"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [
+      aws_cloudwatch_log_group.barge["transformer"].arn,
+      "${aws_cloudwatch_log_group.barge["transformer"].arn}:log-stream:*",
+    ]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# VPC flow logs
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "flow_logs_assume" {
+  statement {
+    sid     = "FlowLogsAssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "flow_logs" {
+  name               = "${var.name}-flow-logs"
+  description        = "VPC flow logs of ${var.name} to CloudWatch Logs"
+  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+
+  tags = { Name = "${var.name}-flow-logs" }
+}
+
+data "aws_iam_policy_document" "flow_logs" {
+  statement {
+    sid    = "WriteFlowLogs"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [
+      aws_cloudwatch_log_group.flow_logs.arn,
+      "${aws_cloudwatch_log_group.flow_logs.arn}:log-stream:*",
+    ]
+  }
+
+  # DescribeLogGroups lists groups and cannot be narrowed to one group: scoped to this
+  # account's and region's log groups.
+  statement {
+    sid       = "FindLogGroup"
+    effect    = "Allow"
+    actions   = ["logs:DescribeLogGroups"]
+    resources = ["arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "flow_logs" {
+  name   = "${var.name}-flow-logs"
+  role   = aws_iam_role.flow_logs.id
+  policy = data.aws_iam_policy_document.flow_logs.json
+}
