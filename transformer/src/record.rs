@@ -6,17 +6,12 @@ use std::error::Error;
 
 use barge_core::{Column, ColumnType, Source, json_kind};
 use bytes::BytesMut;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Number, Value};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::decode::decode_record;
-
-/// Integral floats (`3.0`) are taken as integers only below 2^53, where an `f64` is exact.
-const EXACT_FLOAT_INTEGER: f64 = 9_007_199_254_740_992.0;
-/// 2^63: integral floats at or beyond it are outside `bigint` whatever their digits.
-const BIGINT_BOUND: f64 = 9_223_372_036_854_775_808.0;
 
 /// One typed value ready for binary COPY.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,17 +146,14 @@ fn map_field(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
     let mismatch = || format!("expected {expected}, found {}", describe(value));
     let out_of_range = || {
         format!(
-            "{value} is out of range for {}",
+            "{} is out of range for {}",
+            shorten(&value.to_string()),
             column.column_type.sql_name()
         )
     };
     let exact_integer = || match integer(value) {
         Integer::Exact(wide) => Ok(wide),
         Integer::NotOne => Err(mismatch()),
-        Integer::Inexact => Err(format!(
-            "{value} has a fraction or exponent and is beyond 2^53, where its exact integer \
-             value is unknown"
-        )),
         Integer::OutOfRange => Err(out_of_range()),
     };
     Ok(match column.column_type {
@@ -185,19 +177,33 @@ fn map_field(column: &Column, value: Option<&Value>) -> Result<Cell, String> {
         }
         ColumnType::Boolean => Cell::Bool(value.as_bool().ok_or_else(mismatch)?),
         ColumnType::Jsonb => {
-            if contains_nul(value) {
-                return Err(NUL_PROBLEM.into());
+            if let Some(problem) = jsonb_problem(value) {
+                return Err(problem);
             }
             Cell::Json(value.clone())
         }
         ColumnType::Timestamptz => {
             let text = value.as_str().ok_or_else(mismatch)?;
             let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| mismatch())?;
+            if parsed.nanosecond() % 1_000 != 0 {
+                return Err(format!(
+                    "{} has digits beyond microseconds, which PostgreSQL would drop",
+                    describe(value)
+                ));
+            }
+            // RFC 3339 has years 0000 to 9999, all within PostgreSQL's range.
             Cell::Timestamp(parsed.with_timezone(&Utc))
         }
         ColumnType::Date => {
             let text = value.as_str().ok_or_else(mismatch)?;
-            Cell::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| mismatch())?)
+            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| mismatch())?;
+            if date.year() < EARLIEST_YEAR {
+                return Err(format!(
+                    "{} is before 4713 BC, PostgreSQL's earliest",
+                    describe(value)
+                ));
+            }
+            Cell::Date(date)
         }
     })
 }
@@ -211,13 +217,17 @@ fn double(number: &Number) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("{text} is not a number PostgreSQL reads"))?;
     if !float.is_finite() || (float == 0.0 && has_nonzero_digit(&text)) {
-        return Err(format!("{text} is out of range for double precision"));
+        return Err(format!(
+            "{} is out of range for double precision",
+            shorten(&text)
+        ));
     }
     let integer_literal = !text.contains(['.', 'e', 'E']);
     if integer_literal && text.parse::<i128>().ok() != Some(float as i128) {
         return Err(format!(
-            "{text} cannot be stored exactly in double precision (integers beyond 2^53 lose \
-             digits); declare the column bigint"
+            "{} cannot be stored exactly in double precision (integers beyond 2^53 lose \
+             digits); declare the column bigint",
+            shorten(&text)
         ));
     }
     Ok(float)
@@ -235,7 +245,8 @@ fn real(number: &Number) -> Result<f32, String> {
     match single {
         Some(single) if same => Ok(single),
         _ => Err(format!(
-            "{text} cannot be stored exactly in real; declare the column double precision"
+            "{} cannot be stored exactly in real; declare the column double precision",
+            shorten(&text)
         )),
     }
 }
@@ -247,65 +258,151 @@ fn has_nonzero_digit(text: &str) -> bool {
         .is_some_and(|mantissa| mantissa.chars().any(|c| ('1'..='9').contains(&c)))
 }
 
+/// 4713 BC in chrono's astronomical years: PostgreSQL's dates start there.
+const EARLIEST_YEAR: i32 = -4712;
+
 /// PostgreSQL cannot store U+0000 in `text` or `jsonb`; it would refuse the whole batch.
 const NUL_PROBLEM: &str = "contains U+0000, which PostgreSQL cannot store";
 
-/// Whether a string or key anywhere in `value` contains U+0000.
-fn contains_nul(value: &Value) -> bool {
+/// What PostgreSQL's `jsonb` would refuse anywhere in `value`: U+0000 in a string or key, or a
+/// number beyond `numeric`.
+fn jsonb_problem(value: &Value) -> Option<String> {
     match value {
-        Value::String(text) => text.contains('\0'),
-        Value::Array(values) => values.iter().any(contains_nul),
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        Value::String(text) => text.contains('\0').then(|| NUL_PROBLEM.to_owned()),
+        Value::Number(number) => {
+            let text = number.to_string();
+            (!numeric_fits(&text)).then(|| {
+                format!(
+                    "{} is beyond what PostgreSQL's jsonb (numeric) holds",
+                    shorten(&text)
+                )
+            })
+        }
+        Value::Array(values) => values.iter().find_map(jsonb_problem),
+        Value::Object(map) => map.iter().find_map(|(key, value)| {
+            if key.contains('\0') {
+                Some(NUL_PROBLEM.to_owned())
+            } else {
+                jsonb_problem(value)
+            }
+        }),
+        Value::Null | Value::Bool(_) => None,
     }
 }
 
 /// What a JSON value is as an integer.
 enum Integer {
-    /// An integer, or an integral float such as `3.0` that some APIs emit, below 2^53.
+    /// An integer, also when written with a zero fraction or an exponent (`3.0`, `-2e3`).
     Exact(i64),
-    /// Not an integer at all (`3.5`, a string, …).
+    /// Not an integer at all (`3.5`, `1e-400`, a string, …).
     NotOne,
-    /// An integral float at or beyond 2^53: its digits were already rounded.
-    Inexact,
     /// Beyond what `bigint` holds.
     OutOfRange,
 }
 
+/// Decided from the number's decimal text, never through `f64`, which would round
+/// `1.0000000000000001` to `1`.
 fn integer(value: &Value) -> Integer {
     let Value::Number(number) = value else {
         return Integer::NotOne;
     };
-    if let Some(exact) = number.as_i64() {
-        return Integer::Exact(exact);
+    let decimal = match Decimal::parse(&number.to_string()) {
+        Ok(decimal) => decimal,
+        Err(ExponentBeyondI64 { negative: true }) => return Integer::NotOne,
+        Err(ExponentBeyondI64 { negative: false }) => return Integer::OutOfRange,
+    };
+    if decimal.digits.is_empty() {
+        return Integer::Exact(0);
     }
-    if number.is_u64() {
-        return Integer::OutOfRange;
-    }
-    let float = number.as_f64().unwrap_or(f64::NAN);
-    if float.fract() != 0.0 || !float.is_finite() {
-        Integer::NotOne
-    } else if float.abs() < EXACT_FLOAT_INTEGER {
-        Integer::Exact(float as i64)
-    } else if float.abs() >= BIGINT_BOUND {
-        Integer::OutOfRange
+    let digits = &decimal.digits;
+    let integer_digits = if decimal.shift >= 0 {
+        // i64 has 19 digits; more is out of range before any arithmetic.
+        if digits.len() as i64 + decimal.shift > 19 {
+            return Integer::OutOfRange;
+        }
+        format!("{digits}{}", "0".repeat(decimal.shift as usize))
     } else {
-        Integer::Inexact
+        let cut = decimal.shift.unsigned_abs() as usize;
+        if cut >= digits.len() {
+            return Integer::NotOne;
+        }
+        let (integral, fractional) = digits.split_at(digits.len() - cut);
+        if fractional.chars().any(|c| c != '0') {
+            return Integer::NotOne;
+        }
+        if integral.len() > 19 {
+            return Integer::OutOfRange;
+        }
+        integral.to_owned()
+    };
+    let magnitude: i128 = integer_digits.parse().expect("at most 19 decimal digits");
+    let signed = if decimal.negative {
+        -magnitude
+    } else {
+        magnitude
+    };
+    i64::try_from(signed).map_or(Integer::OutOfRange, Integer::Exact)
+}
+
+/// A JSON number's text as `digits × 10^shift`, taken apart without any rounding.
+struct Decimal {
+    negative: bool,
+    /// Significant digits, leading zeros dropped (empty for zero).
+    digits: String,
+    shift: i64,
+}
+
+/// A number whose exponent does not fit an `i64`: astronomically large or small.
+struct ExponentBeyondI64 {
+    negative: bool,
+}
+
+impl Decimal {
+    fn parse(text: &str) -> Result<Self, ExponentBeyondI64> {
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => {
+                let parsed = exponent.parse::<i64>().map_err(|_| ExponentBeyondI64 {
+                    negative: exponent.starts_with('-'),
+                })?;
+                (mantissa, parsed)
+            }
+            None => (unsigned, 0),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits: String = whole.chars().chain(fraction.chars()).collect();
+        Ok(Self {
+            negative,
+            digits: digits.trim_start_matches('0').to_owned(),
+            shift: exponent.saturating_sub(fraction.len() as i64),
+        })
     }
 }
 
+/// Whether PostgreSQL's `numeric` (what `jsonb` stores numbers as) holds `text`: at most 131072
+/// digits before the point and 16383 after it as written (`0e-99999` overflows too; checked
+/// against PostgreSQL 15).
+fn numeric_fits(text: &str) -> bool {
+    Decimal::parse(text).is_ok_and(|decimal| {
+        let before_point = decimal.digits.len() as i64 + decimal.shift;
+        -decimal.shift <= 16_383 && (decimal.digits.is_empty() || before_point <= 131_072)
+    })
+}
+
+/// A value's kind and (shortened) text, for errors.
 fn describe(value: &Value) -> String {
-    let text = value.to_string();
+    format!("{} {}", json_kind(value), shorten(&value.to_string()))
+}
+
+/// `text` cut to 40 characters: errors quote values, never whole (possibly huge) ones.
+fn shorten(text: &str) -> String {
     if text.chars().count() > 40 {
-        format!(
-            "{} {}…",
-            json_kind(value),
-            text.chars().take(40).collect::<String>()
-        )
+        format!("{}…", text.chars().take(40).collect::<String>())
     } else {
-        format!("{} {text}", json_kind(value))
+        text.to_owned()
     }
 }
 
@@ -480,11 +577,28 @@ mod tests {
             id("1.5"),
             Err("expected an integer, found a number 1.5".into())
         );
-        assert!(
-            id("9007199254740993.0")
-                .unwrap_err()
-                .contains("beyond 2^53")
+        assert_eq!(
+            id("9007199254740993.0"),
+            Ok(Cell::Int8(9_007_199_254_740_993))
         );
+        assert_eq!(id("92233720368547758.07e2"), Ok(Cell::Int8(i64::MAX)));
+        assert_eq!(id("-0.0"), Ok(Cell::Int8(0)));
+        assert_eq!(id("1e2"), Ok(Cell::Int8(100)));
+        assert_eq!(id("12300e-2"), Ok(Cell::Int8(123)));
+        for not_integers in ["1.0000000000000001", "4.9999999999999999", "1e-400", "0.5"] {
+            assert!(
+                id(not_integers)
+                    .unwrap_err()
+                    .starts_with("expected an integer"),
+                "{not_integers}"
+            );
+        }
+        for too_big in ["1e19", "1e400", "-9.3e18", "1e99999999999999999999"] {
+            assert!(
+                id(too_big).unwrap_err().contains("out of range"),
+                "{too_big}"
+            );
+        }
     }
 
     #[test]
@@ -521,6 +635,51 @@ mod tests {
                 .contains("out of range")
         );
         assert_eq!(column("0e-400"), Ok(Cell::Float8(0.0)));
+    }
+
+    #[test]
+    fn what_postgres_would_change_or_refuse_is_a_record_error() {
+        let field = |json: &str| {
+            let record = format!(r#"{{"id":1,"userId":1,"title":"t","body":"b",{json}}}"#);
+            map_record(&source(), 0, &RawValue::from_string(record).unwrap())
+                .err()
+                .map(|err| err.problem)
+        };
+        let seen = |problem: Option<String>, expected: &str| {
+            assert!(
+                problem.as_deref().is_some_and(|p| p.contains(expected)),
+                "{problem:?}"
+            );
+        };
+        seen(
+            field(r#""seen_at":"2024-05-01T12:00:00.1234567Z""#),
+            "beyond microseconds",
+        );
+        assert_eq!(field(r#""seen_at":"2024-05-01T12:00:00.123456000Z""#), None);
+        seen(field(r#""day":"-5000-01-01""#), "before 4713 BC");
+        seen(
+            field(r#""meta":{"big":1e200000}"#),
+            "beyond what PostgreSQL's jsonb",
+        );
+        seen(
+            field(r#""meta":[1e-20000]"#),
+            "beyond what PostgreSQL's jsonb",
+        );
+        seen(
+            field(r#""meta":0e-99999"#),
+            "beyond what PostgreSQL's jsonb",
+        );
+        seen(
+            field(r#""meta":1e131072"#),
+            "beyond what PostgreSQL's jsonb",
+        );
+        assert_eq!(
+            field(r#""meta":{"ok":9.9e131071,"small":1e-16383,"zero":0e-16383}"#),
+            None
+        );
+        let huge = format!(r#""small":{}"#, "9".repeat(5000));
+        let problem = field(&huge).unwrap();
+        assert!(problem.len() < 100, "values are quoted short: {problem}");
     }
 
     #[test]
