@@ -155,7 +155,7 @@ impl Importer {
     /// GETs the source and checks that the body is a JSON array, returning the untouched bytes
     /// and the number of records.
     async fn fetch(&self, source: &Source) -> Result<(Bytes, u64), ImportError> {
-        let url = error::redact_url(&source.url);
+        let url = barge_core::redact_url(&source.url);
         // reqwest's errors repeat the URL, query string and all: drop it, `url` is redacted.
         let transport = |err: reqwest::Error| ImportError::Transport {
             source_name: source.name.clone(),

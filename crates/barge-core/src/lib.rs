@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod batch;
 pub mod message;
+mod redact;
 pub mod secrets;
 pub mod service;
 pub mod settings;
@@ -17,6 +18,7 @@ pub mod telemetry;
 
 pub use batch::{content_digest, json_kind, split_records};
 pub use message::BatchMessage;
+pub use redact::redact_url;
 pub use settings::Settings;
 pub use source::{Column, ColumnType, Source};
 

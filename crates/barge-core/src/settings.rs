@@ -330,6 +330,21 @@ impl DatabaseSettings {
     }
 }
 
+/// A parser's error without the lines it quotes from the file (`2 | password = hunter2`), which
+/// may hold a secret; the line and column it names remain.
+fn without_snippets(text: &str) -> String {
+    text.lines()
+        .filter(|line| {
+            let gutter = line
+                .trim_start()
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !gutter.starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs a new connection on a task of its own; when it ends with an error the client reports
 /// closed and the error is logged.
 fn spawn_connection<S, T>(
@@ -405,7 +420,7 @@ pub enum SettingsError {
     #[error("settings file {0} does not exist")]
     MissingFile(String),
     /// A value could not be parsed or has the wrong type.
-    #[error("invalid settings: {0}")]
+    #[error("invalid settings: {}", without_snippets(&.0.to_string()))]
     Invalid(#[from] Box<figment::Error>),
     /// Values parsed but do not make sense together.
     #[error("invalid settings: {0}")]
@@ -654,6 +669,17 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_without_quoting_the_line() {
+        Jail::expect_with(|jail| {
+            file_with(jail, "[database]\npassword = hunter2")?;
+            let err = load().unwrap_err().to_string();
+            assert!(err.contains("at line 2, column 12"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            Ok(())
+        });
     }
 
     #[tokio::test]

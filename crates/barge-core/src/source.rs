@@ -188,8 +188,13 @@ impl Source {
                 "name must be 1 to 64 of [a-z0-9_-], starting with a letter or digit".into(),
             ));
         }
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(invalid(format!("url {:?} is not an http(s) URL", self.url)));
+        let http = url::Url::parse(&self.url)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
+        if !http {
+            return Err(invalid(format!(
+                "url {:?} is not an http(s) URL",
+                crate::redact_url(&self.url)
+            )));
         }
         if self.interval.is_zero() {
             return Err(invalid("interval must be greater than zero".into()));
@@ -305,6 +310,13 @@ mod tests {
     }
 
     #[test]
+    fn url_schemes_are_case_insensitive() {
+        let mut source = Source::jsonplaceholder_posts();
+        source.url = "HTTPS://api.example.com/posts".into();
+        source.validate().unwrap();
+    }
+
+    #[test]
     fn a_source_without_primary_key_is_an_append_only_feed() {
         let mut source = Source::jsonplaceholder_posts();
         source.primary_key.clear();
@@ -320,6 +332,8 @@ mod tests {
         );
         assert!(problem(|s| s.name = "Posts/x".into()).contains("name must be"));
         assert!(problem(|s| s.url = "ftp://x".into()).contains("not an http(s) URL"));
+        let quoted = problem(|s| s.url = "ftp://me:pw@host/x?api_key=K".into());
+        assert!(!quoted.contains("pw") && !quoted.contains("=K"), "{quoted}");
         assert!(problem(|s| s.primary_key = vec!["nope".into()]).contains("\"nope\" is not among"));
         assert!(
             problem(|s| s.primary_key = vec!["id".into(), "id".into()]).contains("listed twice")
