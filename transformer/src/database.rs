@@ -82,17 +82,6 @@ impl Database {
         Ok(self.client.as_mut().expect("connected just above"))
     }
 
-    /// Succeeds when PostgreSQL accepts a connection and answers a query.
-    pub async fn probe(&mut self) -> Result<(), DbError> {
-        let client = self.client().await?;
-        if let Err(err) = client.simple_query("SELECT 1").await {
-            // A broken session is not reused: the next try connects afresh.
-            self.client = None;
-            return Err(err.into());
-        }
-        Ok(())
-    }
-
     /// Creates the ledger and the tables of `sources` that do not exist yet, and returns how
     /// each existing table differs from its declaration (`(table, differences)`, only tables
     /// that differ).

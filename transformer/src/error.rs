@@ -3,10 +3,11 @@
 //!
 //! The class ([`ProcessError::class`]) decides the message's fate:
 //! - **outage** of PostgreSQL or S3: every message would fail the same way, so the transformer
-//!   hands back every message it holds, stops receiving, and probes the dependency with backoff
-//!   until it answers. Receive counts do not climb while it is down.
+//!   hands back every other message it holds, stops receiving, and tries the failed one again
+//!   with backoff until it passes. Receive counts do not climb while it is down.
 //! - **retry**: this attempt lost a race (deadlock, serialization, lock or statement timeout) or
-//!   was throttled; the message is kept (its visibility extended) and tried again with backoff.
+//!   was throttled; the message is held (its visibility extended) and tried again with backoff,
+//!   a bounded number of times.
 //! - **permanent**: no retry can help. The message is moved to the dead-letter queue at once with
 //!   this error as its reason, and removed from the main queue. The raw object stays archived.
 //!
@@ -245,6 +246,7 @@ fn copy_line(context: &str) -> Option<usize> {
 /// | `53…` | insufficient resources (disk full, out of memory, too many connections) | outage |
 /// | `57P01`, `57P02`, `57P03` | server shutting down, crashed, starting up | outage |
 /// | `58…`, `XX…` | system or internal error | outage |
+/// | `42501`, `42P01`, `42703`, `42804`, `25006` | permission revoked, table or column gone or changed, read-only | outage (the database, not the batch, changed) |
 /// | `40001`, `40P01` | serialization failure, deadlock | retry |
 /// | `55P03`, `55006`, `57014` | lock not available, object in use, statement timeout | retry |
 /// | anything else (`22…` data, `23…` constraint, `42…` schema, …) | the batch itself | permanent |
@@ -269,7 +271,10 @@ pub fn database_class(err: &tokio_postgres::Error) -> FailureClass {
     } else if ["08", "28", "53", "58", "XX"]
         .iter()
         .any(|class| code.starts_with(class))
-        || ["3D000", "57P01", "57P02", "57P03"].contains(&code)
+        || [
+            "3D000", "57P01", "57P02", "57P03", "42501", "42P01", "42703", "42804", "25006",
+        ]
+        .contains(&code)
     {
         outage
     } else {

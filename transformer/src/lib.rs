@@ -46,11 +46,12 @@ use rejects::Reject;
 /// Wait of each receive while draining: long enough to see messages LocalStack or SQS is still
 /// delivering, short enough to notice an empty queue quickly.
 const DRAIN_WAIT_SECONDS: i32 = 1;
-/// How often `drain` retries a message in place, or probes a dependency that is down, before
-/// giving up on this drain.
+/// How often `drain` tries a message that fails transiently before leaving it for later.
 const DRAIN_ATTEMPTS: u32 = 3;
-/// How long a probe of a dependency that is down may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the daemon tries, in place, a message that lost a race or was throttled (lock or
+/// statement timeout, deadlock, S3 5xx) before handing it back for a later receive: about four
+/// minutes of backoff, so that one stubborn message cannot hold the transformer for good.
+const IN_PLACE_ATTEMPTS: u32 = 10;
 /// The heartbeat extends held messages every third of the visibility timeout, so the timeout
 /// must leave room for a few extensions to fail.
 const MIN_VISIBILITY: Duration = Duration::from_secs(3);
@@ -106,14 +107,11 @@ pub struct Report {
     pub ignored: usize,
     /// Messages moved to the dead-letter queue, with their reasons.
     pub dead_lettered: Vec<Failed>,
-    /// Messages that failed transiently and were left for redelivery: handed back because a
-    /// dependency is down, or (`drain` only) still failing after a few tries.
+    /// Messages that kept failing transiently and were left for a later receive.
     pub retry_later: Vec<Failed>,
-    /// Messages handed back unstarted, because of shutdown or an outage.
+    /// Messages handed back unstarted: because of shutdown, or because another message of the
+    /// same receive was failing transiently and would have kept them waiting.
     pub released: usize,
-    /// The dependency found down, if one was: the transformer stopped receiving until it
-    /// answered again.
-    pub outage: Option<Dependency>,
 }
 
 /// What happened to one message in the end.
@@ -122,8 +120,6 @@ enum Outcome {
     Done(Done),
     DeadLettered(ProcessError),
     RetryLater(ProcessError),
-    /// Handed back because a dependency is down; nothing more should be received for now.
-    Outage(ProcessError, Dependency),
     Released,
 }
 
@@ -143,10 +139,6 @@ impl Report {
             Outcome::Done(Done::Ignored) => self.ignored += 1,
             Outcome::DeadLettered(error) => self.dead_lettered.push(Failed { message_id, error }),
             Outcome::RetryLater(error) => self.retry_later.push(Failed { message_id, error }),
-            Outcome::Outage(error, dependency) => {
-                self.outage = Some(dependency);
-                self.retry_later.push(Failed { message_id, error });
-            }
             Outcome::Released => self.released += 1,
         }
     }
@@ -158,7 +150,6 @@ impl Report {
         self.dead_lettered.extend(other.dead_lettered);
         self.retry_later.extend(other.retry_later);
         self.released += other.released;
-        self.outage = other.outage.or(self.outage);
     }
 }
 
@@ -201,18 +192,23 @@ fn schema_drift_text(drift: &[(String, Vec<String>)]) -> String {
     )
 }
 
-/// How often a message is retried in place, or a dependency probed, before giving up.
+/// How long a message that fails transiently is tried in place.
 #[derive(Debug, Clone, Copy)]
 enum Attempts {
-    /// Until it succeeds or shutdown is requested (the daemon).
-    Unlimited,
-    /// At most this many tries (draining, which must end).
+    /// The daemon: through an outage until it passes; after a lost race or throttling,
+    /// [`IN_PLACE_ATTEMPTS`] times.
+    Daemon,
+    /// At most this many tries of anything (draining, which must end).
     AtMost(u32),
 }
 
 impl Attempts {
-    fn exhausted(self, attempt: u32) -> bool {
-        matches!(self, Self::AtMost(max) if attempt >= max)
+    /// Whether a message that failed `attempt` times with `class` should be left for later.
+    fn exhausted(self, attempt: u32, class: FailureClass) -> bool {
+        match self {
+            Self::AtMost(max) => attempt >= max,
+            Self::Daemon => class == FailureClass::Retry && attempt >= IN_PLACE_ATTEMPTS,
+        }
     }
 }
 
@@ -316,8 +312,8 @@ impl Transformer {
                 shutdown.cancelled().await;
                 tokio::time::sleep(grace).await;
             };
-            let report = tokio::select! {
-                report = self.handle_all(messages, shutdown, Attempts::Unlimited) => report,
+            tokio::select! {
+                _ = self.handle_all(messages, shutdown, Attempts::Daemon) => {}
                 () = grace_expired => {
                     tracing::warn!(
                         ?grace,
@@ -326,10 +322,6 @@ impl Transformer {
                     self.queue.release_all().await;
                     break;
                 }
-            };
-            if let Some(dependency) = report.outage {
-                self.await_recovery(dependency, shutdown, Attempts::Unlimited)
-                    .await;
             }
         }
         tracing::info!("transformer stopped");
@@ -347,77 +339,13 @@ impl Transformer {
                 return Ok(report);
             }
             let attempts = Attempts::AtMost(DRAIN_ATTEMPTS);
-            let handled = self.handle_all(messages, &never, attempts).await;
-            let outage = handled.outage;
-            report.absorb(handled);
-            if let Some(dependency) = outage
-                && !self.await_recovery(dependency, &never, attempts).await
-            {
-                return Ok(report);
-            }
+            report.absorb(self.handle_all(messages, &never, attempts).await);
         }
     }
 
-    /// The circuit breaker's open state: with nothing held and nothing received, probes
-    /// `dependency` with backoff until it answers (`true`), shutdown is requested or the
-    /// attempts run out (`false`).
-    async fn await_recovery(
-        &mut self,
-        dependency: Dependency,
-        shutdown: &CancellationToken,
-        attempts: Attempts,
-    ) -> bool {
-        tracing::warn!(%dependency, "dependency down: held messages handed back, receiving stopped until it answers");
-        let mut delays = retry_delays();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
-            if !sleep_unless(shutdown, delay).await {
-                return false;
-            }
-            match self.probe(dependency).await {
-                Ok(()) => {
-                    tracing::info!(%dependency, attempt, "dependency answers again; receiving resumes");
-                    return true;
-                }
-                Err(reason) => {
-                    tracing::warn!(%dependency, attempt, error = %reason, "dependency still down");
-                    if attempts.exhausted(attempt) {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-
-    /// One cheap call that succeeds only when `dependency` works for us again.
-    async fn probe(&mut self, dependency: Dependency) -> Result<(), String> {
-        let probe = async {
-            match dependency {
-                Dependency::Database => self
-                    .database
-                    .probe()
-                    .await
-                    .map_err(|err| barge_core::error_chain(&err)),
-                Dependency::Storage => self
-                    .aws
-                    .s3
-                    .head_bucket()
-                    .bucket(&self.settings.storage.bucket)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|err| barge_core::error_chain(&err)),
-            }
-        };
-        tokio::time::timeout(PROBE_TIMEOUT, probe)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
-    }
-
-    /// Handles received messages one after another; once `shutdown` fires or a dependency is
-    /// found down, the ones not started are handed back.
+    /// Handles received messages one after another; once `shutdown` fires, the ones not
+    /// started are handed back. Messages another one's transient failure already handed back
+    /// are skipped.
     async fn handle_all(
         &mut self,
         messages: Vec<Message>,
@@ -428,7 +356,11 @@ impl Transformer {
         let mut report = Report::default();
         for message in messages {
             let message_id = queue::id(&message).to_owned();
-            if shutdown.is_cancelled() || report.outage.is_some() {
+            if !self.queue.is_held(&message).await {
+                report.record(message_id, Outcome::Released);
+                continue;
+            }
+            if shutdown.is_cancelled() {
                 self.queue.release(&message).await;
                 report.record(message_id, Outcome::Released);
                 continue;
@@ -439,7 +371,6 @@ impl Transformer {
                 source = tracing::field::Empty,
                 key = tracing::field::Empty,
             );
-            let _work = self.liveness.work();
             let outcome = self
                 .handle(&message, received_at, shutdown, attempts)
                 .instrument(span)
@@ -450,8 +381,16 @@ impl Transformer {
     }
 
     /// Processes one message and settles it: deleted when done, dead-lettered when no retry can
-    /// help, retried in place after a lost race or throttling, handed back when a dependency is
-    /// down or on shutdown.
+    /// help, retried in place (with backoff, the message held) when it failed transiently, handed
+    /// back on shutdown.
+    ///
+    /// A transient failure first hands back every other message this transformer holds, since
+    /// they would only wait behind this one, and stops receiving until this one is settled: the
+    /// circuit breaker. Its probe is the failed work itself, tried again with backoff: a cheaper
+    /// probe (`SELECT 1`) could pass while loads still fail (a full disk), and every false pass
+    /// would cost the backlog a receive. Through an outage the message is tried until it passes;
+    /// after a lost race or throttling [`IN_PLACE_ATTEMPTS`] times, then it is left for a later
+    /// receive (SQS's `maxReceiveCount` remains the backstop).
     async fn handle(
         &mut self,
         message: &Message,
@@ -463,33 +402,50 @@ impl Transformer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.process(message, received_at).await {
+            let processed = {
+                // Each attempt is work for the watchdog; the pauses between them are not.
+                let _work = self.liveness.work();
+                self.process(message, received_at).await
+            };
+            let error = match processed {
                 Ok(done) => {
                     self.queue.delete(message).await;
                     return Outcome::Done(done);
                 }
                 Err(error) => error,
             };
-            match error.class() {
-                FailureClass::Permanent => return self.dead_letter(message, error).await,
-                FailureClass::Outage(dependency) => {
-                    tracing::error!(error = %error, %dependency, "dependency down; the message is handed back");
-                    self.queue.release(message).await;
-                    return Outcome::Outage(error, dependency);
+            let class = error.class();
+            if class == FailureClass::Permanent {
+                return self.dead_letter(message, error).await;
+            }
+            if attempt == 1 {
+                let released = self.queue.release_others(message).await;
+                if released > 0 {
+                    tracing::info!(
+                        released,
+                        "other held messages handed back while this one is retried"
+                    );
                 }
-                FailureClass::Retry if attempts.exhausted(attempt) => {
-                    tracing::error!(error = %error, attempt, "still failing; leaving the message for redelivery");
-                    self.queue.forget(message).await;
-                    return Outcome::RetryLater(error);
-                }
-                FailureClass::Retry => {
-                    let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
-                    tracing::warn!(error = %error, attempt, retry_in = ?delay, "transient failure; the message is kept and retried");
-                    if !sleep_unless(shutdown, delay).await {
-                        self.queue.release(message).await;
-                        return Outcome::Released;
-                    }
-                }
+            }
+            if attempts.exhausted(attempt, class) {
+                tracing::error!(error = %error, attempt, "still failing; leaving the message for a later receive");
+                self.queue.forget(message).await;
+                return Outcome::RetryLater(error);
+            }
+            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+            match class {
+                FailureClass::Outage(dependency) => tracing::error!(
+                    error = %error, %dependency, attempt, retry_in = ?delay,
+                    "dependency down: receiving stopped, the message is held and tried again"
+                ),
+                _ => tracing::warn!(
+                    error = %error, attempt, retry_in = ?delay,
+                    "transient failure; the message is held and tried again"
+                ),
+            }
+            if !sleep_unless(shutdown, delay).await {
+                self.queue.release(message).await;
+                return Outcome::Released;
             }
         }
     }
@@ -514,6 +470,7 @@ impl Transformer {
                     dead_letter_error = %reason,
                     "message cannot load and could not be dead-lettered; left for redelivery"
                 );
+                return Outcome::RetryLater(error);
             }
         }
         Outcome::DeadLettered(error)

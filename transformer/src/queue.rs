@@ -91,6 +91,31 @@ impl Queue {
         Ok(messages)
     }
 
+    /// Whether `message` is still held (not yet deleted, forgotten or handed back).
+    pub async fn is_held(&self, message: &Message) -> bool {
+        self.held.lock().await.contains_key(id(message))
+    }
+
+    /// Hands back every held message but `message`; returns how many.
+    pub async fn release_others(&self, message: &Message) -> usize {
+        let receipts: Vec<String> = {
+            let mut held = self.held.lock().await;
+            let others: Vec<String> = held
+                .keys()
+                .filter(|other| other.as_str() != id(message))
+                .cloned()
+                .collect();
+            others
+                .iter()
+                .filter_map(|other| held.remove(other))
+                .collect()
+        };
+        for receipt in &receipts {
+            self.release_receipt(receipt).await;
+        }
+        receipts.len()
+    }
+
     /// Stops holding `message`: the heartbeat no longer extends it, and it comes back after its
     /// current visibility timeout unless it is deleted first.
     pub async fn forget(&self, message: &Message) {

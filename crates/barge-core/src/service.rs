@@ -68,6 +68,11 @@ impl Liveness {
         self.under_way().values().min().map(Instant::elapsed)
     }
 
+    /// How long the oldest work has been under way, when that is longer than `stall_limit`.
+    fn stalled(&self, stall_limit: Duration) -> Option<Duration> {
+        self.oldest_work().filter(|elapsed| *elapsed > stall_limit)
+    }
+
     fn under_way(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
         self.inner
             .under_way
@@ -102,8 +107,8 @@ async fn feed_watchdog(liveness: Liveness, every: Duration, stall_limit: Duratio
     let mut stalled = false;
     loop {
         ticks.tick().await;
-        match liveness.oldest_work() {
-            Some(elapsed) if elapsed > stall_limit => {
+        match liveness.stalled(stall_limit) {
+            Some(elapsed) => {
                 if !stalled {
                     tracing::error!(
                         ?elapsed,
@@ -112,7 +117,7 @@ async fn feed_watchdog(liveness: Liveness, every: Duration, stall_limit: Duratio
                 }
                 stalled = true;
             }
-            _ => {
+            None => {
                 stalled = false;
                 notify(&[NotifyState::Watchdog]);
             }
@@ -135,5 +140,18 @@ mod tests {
         assert!(liveness.oldest_work().is_some());
         drop(second);
         assert_eq!(liveness.oldest_work(), None);
+    }
+
+    #[test]
+    fn only_work_under_way_too_long_is_a_stall() {
+        let liveness = Liveness::default();
+        let limit = Duration::from_millis(20);
+        assert_eq!(liveness.stalled(limit), None, "idle is not stalled");
+        let work = liveness.work();
+        assert_eq!(liveness.stalled(limit), None);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(liveness.stalled(limit).is_some());
+        drop(work);
+        assert_eq!(liveness.stalled(limit), None);
     }
 }

@@ -78,6 +78,22 @@ fn psql_count(env: &HashMap<String, String>) -> Option<String> {
         .then(|| text(&out.stdout).trim().to_owned())
 }
 
+/// Stops what the test started, also when an assertion fails half-way, so that the next run
+/// finds the ports free.
+struct Cleanup {
+    transformer: Option<std::process::Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(transformer) = &mut self.transformer {
+            let _ = transformer.kill();
+            let _ = transformer.wait();
+        }
+        let _ = Command::new(binary("xtask")).arg("down").output();
+    }
+}
+
 fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -95,6 +111,7 @@ fn the_readme_local_loop_runs_as_written() {
         "a local loop already runs here (`cargo xtask down` stops it); this test needs its ports"
     );
     let xtask = binary("xtask");
+    let mut cleanup = Cleanup { transformer: None };
     // Only what the README's commands set: the test run's own LocalStack is somewhere else.
     let mut env: HashMap<String, String> = HashMap::new();
 
@@ -137,11 +154,13 @@ fn the_readme_local_loop_runs_as_written() {
     assert!(once.status.success(), "{}", text(&once.stderr));
 
     // cargo run -p transformer -- run, until the rows are there, then Ctrl-C.
-    let mut transformer = Command::new(binary("transformer"))
-        .arg("run")
-        .envs(&env)
-        .spawn()
-        .unwrap();
+    let transformer = cleanup.transformer.insert(
+        Command::new(binary("transformer"))
+            .arg("run")
+            .envs(&env)
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     while psql_count(&env).as_deref() != Some(POSTS) {
         assert!(
@@ -156,6 +175,7 @@ fn the_readme_local_loop_runs_as_written() {
         .status()
         .unwrap();
     assert!(transformer.wait().unwrap().success());
+    cleanup.transformer = None;
 
     // psql -c 'SELECT count(*) FROM posts'
     let psql = run(
