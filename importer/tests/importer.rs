@@ -14,18 +14,7 @@ use tokio_util::sync::CancellationToken;
 async fn receive_all(env: &TestEnv) -> Vec<BatchMessage> {
     let mut messages = Vec::new();
     loop {
-        let received = env
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(&env.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
+        let received = env.receive(&env.queue_url, 1).await;
         if received.is_empty() {
             return messages;
         }
@@ -346,17 +335,8 @@ async fn the_daemon_tells_systemd_it_is_ready_and_alive() {
             ("WATCHDOG_USEC", "600000"),
         ],
     );
-    let watchdogs = |lines: &[String]| lines.iter().filter(|l| *l == "WATCHDOG=1").count();
     // Idle between imports still counts as alive: the interval here is an hour.
-    let lines = systemd.collect_until(Duration::from_secs(30), |lines| {
-        lines.iter().any(|l| l == "READY=1") && watchdogs(lines) >= 3
-    });
-    assert!(
-        lines.iter().any(|l| l == "READY=1"),
-        "{lines:?}\n{}",
-        daemon.log()
-    );
-    assert!(watchdogs(&lines) >= 3, "{lines:?}");
+    systemd.expect_ready_and_alive(Duration::from_secs(30), || daemon.log());
     daemon.terminate();
     let (code, log) = daemon.wait(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0), "{log}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use barge_localenv::postgres::Cluster;
 use barge_localenv::{QueueShape, TestEnv, TestEnvOptions, eventually};
-use common::{json, ledger, load_is_blocked, posts, transformer};
+use common::{block_a_load, json, ledger, load_is_blocked, lock_posts, posts, transformer};
 use tokio_util::sync::CancellationToken;
 
 /// Starts the transformer's daemon loop in this process; cancel the token to stop it.
@@ -31,38 +31,13 @@ async fn the_heartbeat_keeps_a_load_longer_than_the_visibility_timeout_from_othe
     })
     .await;
     let (shutdown, task) = run_transformer(&env).await;
-    let lock = env.db().await;
-    lock.batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    env.announce(
-        "posts",
-        "raw/posts/slow.json",
-        &json(&barge_sample_api::posts(4)),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "the load blocks on the lock",
-        || load_is_blocked(&env),
-    )
-    .await;
+    let lock = block_a_load(&env, "raw/posts/slow.json", 4).await;
 
     // Three visibility timeouts pass while the load waits; a second worker polling all along
     // must never be handed the message.
     let competitor_got = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let received = env
-                .aws
-                .sqs
-                .receive_message()
-                .queue_url(&env.queue_url)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap()
-                .messages
-                .unwrap_or_default();
+            let received = env.receive(&env.queue_url, 1).await;
             if !received.is_empty() {
                 return received;
             }
@@ -100,10 +75,7 @@ async fn postgres_stopped_in_the_middle_of_a_load_costs_time_not_rows() {
     })
     .await;
     let (shutdown, task) = run_transformer(&env).await;
-    let lock = env.db().await;
-    lock.batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = lock_posts(&env).await;
     let first = barge_sample_api::posts(30);
     env.announce("posts", "raw/posts/first.json", &json(&first[..20]))
         .await;
@@ -221,22 +193,7 @@ async fn a_lock_held_elsewhere_delays_a_load_without_blocking_it_for_good() {
     env.settings.database.lock_timeout = Duration::from_secs(1);
     let (shutdown, task) = run_transformer(&env).await;
     // An ALTER TABLE or a forgotten transaction elsewhere holds the table.
-    let lock = env.db().await;
-    lock.batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    env.announce(
-        "posts",
-        "raw/posts/p.json",
-        &json(&barge_sample_api::posts(3)),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "the load waits for the lock",
-        || load_is_blocked(&env),
-    )
-    .await;
+    let lock = block_a_load(&env, "raw/posts/p.json", 3).await;
 
     // Each wait is cut at the lock timeout and retried, never one wait all along.
     let db = env.db().await;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use barge_core::{Column, ColumnType, Source};
 use barge_localenv::{TestEnv, eventually, spawn_sample_api};
 use chrono::{DateTime, NaiveDate, Utc};
-use common::{blocked_sessions, daemon, json, ledger, load_is_blocked, posts, transformer};
+use common::{
+    block_a_load, blocked_sessions, daemon, json, ledger, load_is_blocked, lock_posts, posts,
+    transformer,
+};
 use importer::Importer;
 use transformer::{ProcessError, Transformer};
 
@@ -407,34 +410,12 @@ async fn daemon_stops_promptly_and_cleanly_on_sigterm_while_polling() {
     );
 }
 
-/// Holds an exclusive lock on `posts` until dropped, so that a load blocks at its merge.
-async fn lock_posts(env: &TestEnv) -> tokio_postgres::Client {
-    let client = env.db().await;
-    client
-        .batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    client
-}
-
 #[tokio::test]
 async fn sigterm_during_a_load_finishes_it_within_the_grace_period() {
     let env = TestEnv::new().await;
     transformer(&env).await; // creates the table, so that the test can lock it
-    let lock = lock_posts(&env).await;
     let daemon = daemon(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "60s")]);
-    env.announce(
-        "posts",
-        "raw/posts/p.json",
-        &json(&barge_sample_api::posts(5)),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "the load blocks on the lock",
-        || load_is_blocked(&env),
-    )
-    .await;
+    let lock = block_a_load(&env, "raw/posts/p.json", 5).await;
 
     daemon.terminate();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -473,18 +454,7 @@ async fn sigterm_past_the_grace_period_rolls_back_and_hands_every_message_back_a
     assert!(log.contains("grace period over"), "{log}");
     assert!(ledger(&env).await.is_empty(), "nothing committed");
     // Handed back: visible again now, not after the 60 s visibility timeout.
-    let received = env
-        .aws
-        .sqs
-        .receive_message()
-        .queue_url(&env.queue_url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let received = env.receive(&env.queue_url, 2).await;
     let mut bodies: Vec<String> = received.into_iter().filter_map(|m| m.body).collect();
     bodies.sort();
     assert_eq!(
@@ -498,20 +468,8 @@ async fn sigterm_past_the_grace_period_rolls_back_and_hands_every_message_back_a
 async fn a_second_sigterm_stops_at_once_and_loses_nothing() {
     let env = TestEnv::new().await;
     transformer(&env).await;
-    let lock = lock_posts(&env).await;
     let daemon = daemon(&env, &[("BARGE__TRANSFORMER__SHUTDOWN_GRACE", "60s")]);
-    env.announce(
-        "posts",
-        "raw/posts/p.json",
-        &json(&barge_sample_api::posts(5)),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "the load blocks on the lock",
-        || load_is_blocked(&env),
-    )
-    .await;
+    let lock = block_a_load(&env, "raw/posts/p.json", 5).await;
 
     daemon.terminate();
     daemon
@@ -725,16 +683,7 @@ async fn the_daemon_tells_systemd_it_is_ready_alive_and_stopping() {
             ("WATCHDOG_USEC", "600000"),
         ],
     );
-    let watchdogs = |lines: &[String]| lines.iter().filter(|l| *l == "WATCHDOG=1").count();
-    let lines = systemd.collect_until(Duration::from_secs(30), |lines| {
-        lines.iter().any(|l| l == "READY=1") && watchdogs(lines) >= 3
-    });
-    assert!(
-        lines.iter().any(|l| l == "READY=1"),
-        "{lines:?}\n{}",
-        daemon.log()
-    );
-    assert!(watchdogs(&lines) >= 3, "{lines:?}");
+    systemd.expect_ready_and_alive(Duration::from_secs(30), || daemon.log());
 
     daemon.terminate();
     let lines = systemd.collect_until(Duration::from_secs(10), |lines| {

@@ -142,6 +142,21 @@ impl NotifySocket {
     }
 }
 
+impl NotifySocket {
+    /// Waits (at most `limit`) for `READY=1` and then three `WATCHDOG=1`, panicking with what
+    /// arrived and `log` if they do not.
+    pub fn expect_ready_and_alive(&self, limit: Duration, log: impl Fn() -> String) {
+        let watchdogs = |lines: &[String]| lines.iter().filter(|l| *l == "WATCHDOG=1").count();
+        let ready = |lines: &[String]| lines.iter().any(|l| l == "READY=1");
+        let lines = self.collect_until(limit, |lines| ready(lines) && watchdogs(lines) >= 3);
+        assert!(
+            ready(&lines) && watchdogs(&lines) >= 3,
+            "expected READY=1 and 3 WATCHDOG=1, got {lines:?}; log:\n{}",
+            log()
+        );
+    }
+}
+
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

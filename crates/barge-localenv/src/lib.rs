@@ -391,24 +391,38 @@ impl TestEnv {
             .to_vec()
     }
 
+    /// One receive of up to ten messages from `queue_url`, waiting at most `wait_seconds`, with
+    /// their attributes (the messages are invisible afterwards for their visibility timeout).
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        wait_seconds: i32,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        self.aws
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "receive from {queue_url}: {}",
+                    barge_core::error_chain(&err)
+                )
+            })
+            .messages
+            .unwrap_or_default()
+    }
+
     /// Every message on the dead-letter queue (received, so invisible afterwards for its
     /// visibility timeout).
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
         let mut letters = Vec::new();
         loop {
-            let received = self
-                .aws
-                .sqs
-                .receive_message()
-                .queue_url(&self.dead_letter_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .expect("receive from the dead-letter queue")
-                .messages
-                .unwrap_or_default();
+            let received = self.receive(&self.dead_letter_url, 1).await;
             if received.is_empty() {
                 return letters;
             }

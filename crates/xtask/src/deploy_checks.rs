@@ -16,9 +16,7 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 use hcl::{Block, Body, Expression, ObjectKey};
 
-use barge_localenv::postgres::run as run_checked;
-
-use crate::services::{cache_dir, find_python313, install_uv, workspace_root};
+use crate::services::{install_locked, workspace_root};
 
 /// The highest `systemd-analyze security` exposure a unit may have.
 const MAX_EXPOSURE: f64 = 2.5;
@@ -359,7 +357,8 @@ fn mentions(blocks: &[Block], text: &str) -> bool {
 
 /// checkov over `dir`, installed from `deploy/checkov.lock.txt` on first use.
 fn checkov(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let checkov = install_checkov()?;
+    let checkov =
+        install_locked("checkov", "checkov", "deploy/checkov.lock.txt")?.join("bin/checkov");
     let out = Command::new(&checkov)
         .args(["--directory"])
         .arg(dir)
@@ -385,43 +384,6 @@ fn checkov(dir: &Path) -> anyhow::Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr)
         )]
     })
-}
-
-/// checkov in a virtualenv of its own, keyed by the lock file's digest.
-fn install_checkov() -> anyhow::Result<PathBuf> {
-    use sha2::{Digest, Sha256};
-    let lock = workspace_root().join("deploy/checkov.lock.txt");
-    let digest =
-        Sha256::digest(fs::read(&lock).with_context(|| format!("reading {}", lock.display()))?);
-    let venv = cache_dir()?.join(format!("checkov-{digest:.12x}"));
-    let checkov = venv.join("bin/checkov");
-    let marker = venv.join(".barge-installed");
-    if marker.exists() {
-        return Ok(checkov);
-    }
-    let python = find_python313()?;
-    let uv = install_uv(&python)?;
-    eprintln!("xtask: installing checkov into {}", venv.display());
-    if venv.exists() {
-        fs::remove_dir_all(&venv)?;
-    }
-    run_checked(
-        Command::new(&uv)
-            .arg("venv")
-            .arg("--python")
-            .arg(&python)
-            .arg(&venv),
-        "creating the checkov virtualenv",
-    )?;
-    run_checked(
-        Command::new(&uv)
-            .args(["pip", "sync", "--require-hashes", "--python"])
-            .arg(venv.join("bin/python"))
-            .arg(&lock),
-        "installing checkov from deploy/checkov.lock.txt",
-    )?;
-    fs::write(&marker, "")?;
-    Ok(checkov)
 }
 
 /// `systemd-analyze verify` and `security --offline=true` on each unit, in a scratch root that

@@ -195,7 +195,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Installed tools, shared by every checkout on the machine and keyed by what they were
 /// installed from, so a fresh clone does not reinstall and a changed lock file does.
-pub fn cache_dir() -> anyhow::Result<PathBuf> {
+fn cache_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
@@ -394,21 +394,30 @@ fn stop_leftover(pid_file: &Path, name: &str) {
 
 /// The virtualenv's Python, installing LocalStack from the lock file first if needed.
 fn install_localstack() -> anyhow::Result<PathBuf> {
-    let lock = workspace_root().join("deploy/local/localstack.lock.txt");
-    let digest =
-        Sha256::digest(fs::read(&lock).with_context(|| format!("reading {}", lock.display()))?);
-    let venv = cache_dir()?.join(format!("localstack-{LOCALSTACK_VERSION}-{:.12x}", digest));
-    let python = venv.join("bin/python");
+    let venv = install_locked(
+        &format!("LocalStack {LOCALSTACK_VERSION}"),
+        &format!("localstack-{LOCALSTACK_VERSION}"),
+        "deploy/local/localstack.lock.txt",
+    )?;
+    Ok(venv.join("bin/python"))
+}
+
+/// A Python 3.13 virtualenv with exactly what `lock` (a path in the workspace, with hashes)
+/// names, installed by uv on first use. It lives in the cache, keyed by `name` and the lock
+/// file's digest, so a fresh clone does not reinstall and a changed lock file does.
+pub fn install_locked(what: &str, name: &str, lock: &str) -> anyhow::Result<PathBuf> {
+    let lock_path = workspace_root().join(lock);
+    let digest = Sha256::digest(
+        fs::read(&lock_path).with_context(|| format!("reading {}", lock_path.display()))?,
+    );
+    let venv = cache_dir()?.join(format!("{name}-{digest:.12x}"));
     let marker = venv.join(".barge-installed");
     if marker.exists() {
-        return Ok(python);
+        return Ok(venv);
     }
     let base_python = find_python313()?;
     let uv = install_uv(&base_python)?;
-    eprintln!(
-        "xtask: installing LocalStack {LOCALSTACK_VERSION} into {}",
-        venv.display()
-    );
+    eprintln!("xtask: installing {what} into {}", venv.display());
     if venv.exists() {
         fs::remove_dir_all(&venv)?;
     }
@@ -418,21 +427,21 @@ fn install_localstack() -> anyhow::Result<PathBuf> {
             .arg("--python")
             .arg(&base_python)
             .arg(&venv),
-        "creating the LocalStack virtualenv",
+        &format!("creating the {what} virtualenv"),
     )?;
     run(
         Command::new(&uv)
             .args(["pip", "sync", "--require-hashes", "--python"])
-            .arg(&python)
-            .arg(&lock),
-        "installing LocalStack from deploy/local/localstack.lock.txt",
+            .arg(venv.join("bin/python"))
+            .arg(&lock_path),
+        &format!("installing {what} from {lock}"),
     )?;
     fs::write(&marker, "")?;
-    Ok(python)
+    Ok(venv)
 }
 
 /// uv, pinned, in a virtualenv of its own.
-pub fn install_uv(python: &Path) -> anyhow::Result<PathBuf> {
+fn install_uv(python: &Path) -> anyhow::Result<PathBuf> {
     let venv = cache_dir()?.join(format!("uv-{UV_VERSION}"));
     let uv = venv.join("bin/uv");
     if uv.exists() {
@@ -455,7 +464,7 @@ pub fn install_uv(python: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// A Python 3.13 interpreter: `BARGE_PYTHON`, then `python3.13` on `PATH`, then pyenv's.
-pub fn find_python313() -> anyhow::Result<PathBuf> {
+fn find_python313() -> anyhow::Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(explicit) = std::env::var_os("BARGE_PYTHON") {
         candidates.push(explicit.into());

@@ -72,6 +72,32 @@ pub async fn ledger(env: &TestEnv) -> Vec<LedgerRow> {
         .collect()
 }
 
+/// Holds an exclusive lock on `posts` until the returned client commits or is dropped, so that
+/// a load blocks at its merge.
+pub async fn lock_posts(env: &TestEnv) -> tokio_postgres::Client {
+    let client = env.db().await;
+    client
+        .batch_execute("BEGIN; LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    client
+}
+
+/// Locks `posts` ([`lock_posts`]), announces `count` posts under `key`, and waits until the
+/// transformer's load of them blocks on the lock; returns the lock's client.
+pub async fn block_a_load(env: &TestEnv, key: &str, count: i64) -> tokio_postgres::Client {
+    let lock = lock_posts(env).await;
+    env.announce("posts", key, &json(&barge_sample_api::posts(count)))
+        .await;
+    barge_localenv::eventually(
+        std::time::Duration::from_secs(30),
+        "the load blocks on the lock",
+        || load_is_blocked(env),
+    )
+    .await;
+    lock
+}
+
 /// Whether a session of the test database waits for a lock: the transformer's load is blocked
 /// behind a lock the test holds.
 pub async fn load_is_blocked(env: &TestEnv) -> bool {
