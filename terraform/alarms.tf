@@ -116,8 +116,7 @@ locals {
   # Keys known at plan time (they come from counts, not from instance IDs).
   status_alarm_instances = {
     for role, id in merge(
-      { importer = aws_instance.importer.id },
-      { for instance in aws_instance.transformer : "transformer" => instance.id },
+      { for role, instance in aws_instance.host : role => instance.id },
       { for instance in aws_instance.nat : "nat" => instance.id },
     ) : role => id if var.instance_status_alarms
   }

@@ -84,21 +84,34 @@ locals {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Importer: always exactly one (two would fetch every source twice).
+# Hosts: always exactly one importer (two would fetch every source twice), and one transformer
+# unless the transformer is an Auto Scaling group (transformer_autoscaling, below).
 # ---------------------------------------------------------------------------------------------
 
-resource "aws_instance" "importer" {
+locals {
+  # role => where it runs: one host per private subnet, each with its own security group.
+  hosts = {
+    for role, host in {
+      importer    = { subnet = 0, security_group = aws_security_group.importer.id }
+      transformer = { subnet = 1, security_group = aws_security_group.transformer.id }
+    } : role => host if role == "importer" || !var.transformer_autoscaling
+  }
+}
+
+resource "aws_instance" "host" {
+  for_each = local.hosts
   #checkov:skip=CKV_AWS_135:t2.micro does not support EBS optimisation (the API rejects ebs_optimized = true for it); larger types in var.instance_type are EBS-optimised by default.
   #checkov:skip=CKV_AWS_126:Detailed monitoring is opt-in (var.detailed_monitoring, ~$2.10/instance/month); the alarms use SQS metrics and 5-minute status checks.
+
   ami                         = data.aws_ssm_parameter.al2023_x86_64.value
   instance_type               = var.instance_type
-  subnet_id                   = aws_subnet.private[0].id
-  vpc_security_group_ids      = [aws_security_group.importer.id]
-  iam_instance_profile        = aws_iam_instance_profile.host["importer"].name
+  subnet_id                   = aws_subnet.private[each.value.subnet].id
+  vpc_security_group_ids      = [each.value.security_group]
+  iam_instance_profile        = aws_iam_instance_profile.host[each.key].name
   associate_public_ip_address = false
   monitoring                  = var.detailed_monitoring
 
-  user_data                   = local.user_data["importer"]
+  user_data                   = local.user_data[each.key]
   user_data_replace_on_change = true
 
   metadata_options {
@@ -120,50 +133,7 @@ resource "aws_instance" "importer" {
     ignore_changes = [ami]
   }
 
-  tags = { Name = "${var.name}-importer", role = "importer" }
-
-  # The bootstrap needs a default route (NAT), the S3 and SQS endpoints and its permissions.
-  depends_on = [aws_route.private_egress, aws_vpc_endpoint.s3, aws_vpc_endpoint.sqs, aws_iam_role_policy.host]
-}
-
-# ---------------------------------------------------------------------------------------------
-# Transformer: one instance (default), or an Auto Scaling group (transformer_autoscaling).
-# ---------------------------------------------------------------------------------------------
-
-resource "aws_instance" "transformer" {
-  count = var.transformer_autoscaling ? 0 : 1
-  #checkov:skip=CKV_AWS_135:t2.micro does not support EBS optimisation (the API rejects ebs_optimized = true for it); larger types in var.instance_type are EBS-optimised by default.
-  #checkov:skip=CKV_AWS_126:Detailed monitoring is opt-in (var.detailed_monitoring, ~$2.10/instance/month); the alarms use SQS metrics and 5-minute status checks.
-
-  ami                         = data.aws_ssm_parameter.al2023_x86_64.value
-  instance_type               = var.instance_type
-  subnet_id                   = aws_subnet.private[1].id
-  vpc_security_group_ids      = [aws_security_group.transformer.id]
-  iam_instance_profile        = aws_iam_instance_profile.host["transformer"].name
-  associate_public_ip_address = false
-  monitoring                  = var.detailed_monitoring
-
-  user_data                   = local.user_data["transformer"]
-  user_data_replace_on_change = true
-
-  metadata_options {
-    http_endpoint               = "enabled"
-    http_tokens                 = "required"
-    http_put_response_hop_limit = 1
-  }
-
-  root_block_device {
-    volume_type           = "gp3"
-    volume_size           = var.root_volume_size_gb
-    encrypted             = true
-    delete_on_termination = true
-  }
-
-  lifecycle {
-    ignore_changes = [ami]
-  }
-
-  tags = { Name = "${var.name}-transformer", role = "transformer" }
+  tags = { Name = "${var.name}-${each.key}", role = each.key }
 
   # The bootstrap needs a default route (NAT), the S3 and SQS endpoints and its permissions.
   depends_on = [aws_route.private_egress, aws_vpc_endpoint.s3, aws_vpc_endpoint.sqs, aws_iam_role_policy.host]

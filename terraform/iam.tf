@@ -55,7 +55,35 @@ resource "aws_iam_role_policy_attachment" "ssm" {
 # importer
 # ---------------------------------------------------------------------------------------------
 
+# What both hosts need: their release, and their own log group for the CloudWatch agent.
+data "aws_iam_policy_document" "host_common" {
+  for_each = toset(local.roles)
+
+  statement {
+    sid       = "DownloadRelease"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = [local.tarball_arn]
+  }
+
+  statement {
+    sid    = "ShipLogs"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [
+      aws_cloudwatch_log_group.barge[each.key].arn,
+      "${aws_cloudwatch_log_group.barge[each.key].arn}:log-stream:*",
+    ]
+  }
+}
+
 data "aws_iam_policy_document" "importer" {
+  source_policy_documents = [data.aws_iam_policy_document.host_common["importer"].json]
+
   statement {
     sid       = "ArchiveRawBatches"
     effect    = "Allow"
@@ -84,26 +112,6 @@ data "aws_iam_policy_document" "importer" {
     }
   }
 
-  statement {
-    sid       = "DownloadRelease"
-    effect    = "Allow"
-    actions   = ["s3:GetObject"]
-    resources = [local.tarball_arn]
-  }
-
-  statement {
-    sid    = "ShipLogs"
-    effect = "Allow"
-    actions = [
-      "logs:CreateLogStream",
-      "logs:PutLogEvents",
-      "logs:DescribeLogStreams",
-    ]
-    resources = [
-      aws_cloudwatch_log_group.barge["importer"].arn,
-      "${aws_cloudwatch_log_group.barge["importer"].arn}:log-stream:*",
-    ]
-  }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +119,8 @@ data "aws_iam_policy_document" "importer" {
 # ---------------------------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "transformer" {
+  source_policy_documents = [data.aws_iam_policy_document.host_common["transformer"].json]
+
   statement {
     sid     = "ReadBatches"
     effect  = "Allow"
@@ -128,10 +138,12 @@ data "aws_iam_policy_document" "transformer" {
     resources = ["${aws_s3_bucket.data.arn}/${local.errors_prefix}/*"]
   }
 
-  # The start-up probe is HeadBucket, which S3 authorises as s3:ListBucket on the bucket ARN.
-  # HeadBucket carries no prefix, so an s3:prefix condition would deny it: unconditioned.
+  # With s3:ListBucket, GetObject on a missing key answers 404 NoSuchKey, which the transformer
+  # dead-letters as a missing object; without it S3 answers 403, which reads as access trouble
+  # (an outage) and would hold the message for good. Unconditioned: a prefix condition would
+  # not apply to that check.
   statement {
-    sid       = "ProbeBucket"
+    sid       = "KnowMissingObjects"
     effect    = "Allow"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.data.arn]
@@ -171,26 +183,6 @@ data "aws_iam_policy_document" "transformer" {
     resources = [local.db_secret_arn]
   }
 
-  statement {
-    sid       = "DownloadRelease"
-    effect    = "Allow"
-    actions   = ["s3:GetObject"]
-    resources = [local.tarball_arn]
-  }
-
-  statement {
-    sid    = "ShipLogs"
-    effect = "Allow"
-    actions = [
-      "logs:CreateLogStream",
-      "logs:PutLogEvents",
-      "logs:DescribeLogStreams",
-    ]
-    resources = [
-      aws_cloudwatch_log_group.barge["transformer"].arn,
-      "${aws_cloudwatch_log_group.barge["transformer"].arn}:log-stream:*",
-    ]
-  }
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -72,12 +72,12 @@ output "db_master_secret_arn" {
 
 output "importer_instance_id" {
   description = "Instance ID of the importer."
-  value       = aws_instance.importer.id
+  value       = aws_instance.host["importer"].id
 }
 
 output "transformer_instance_id" {
   description = "Instance ID of the transformer (null when transformer_autoscaling is on)."
-  value       = try(aws_instance.transformer[0].id, null)
+  value       = try(aws_instance.host["transformer"].id, null)
 }
 
 output "transformer_autoscaling_group" {
