@@ -73,10 +73,9 @@ impl Layout {
         format!("http://127.0.0.1:{}", self.localstack_port)
     }
 
-    fn ensure_state(&self) -> anyhow::Result<&Path> {
+    fn ensure_state(&self) -> anyhow::Result<()> {
         fs::create_dir_all(&self.state)
-            .with_context(|| format!("creating {}", self.state.display()))?;
-        Ok(&self.state)
+            .with_context(|| format!("creating {}", self.state.display()))
     }
 
     fn pid_file(&self, service: &str) -> PathBuf {
@@ -108,7 +107,7 @@ impl Services {
     /// earlier, killed run left in `layout` are stopped first.
     pub async fn start(layout: Layout, keep_data: bool) -> anyhow::Result<Self> {
         layout.ensure_state()?;
-        stop_leftovers(&layout);
+        stop_layout(&layout);
         let postgres = start_postgres(&layout, keep_data).await?;
         fs::write(
             layout.postgres_marker(),
@@ -171,10 +170,6 @@ pub fn aws_env(layout: &Layout) -> Vec<(&'static str, String)> {
 /// Stops the services recorded in `layout` (by pid file and cluster directory), whether an
 /// earlier run was killed or `up` left them running on purpose.
 pub fn stop_layout(layout: &Layout) {
-    stop_leftovers(layout);
-}
-
-fn stop_leftovers(layout: &Layout) {
     stop_leftover(&layout.pid_file("localstack"), "localstack");
     if let Ok(dir) = fs::read_to_string(layout.postgres_marker()) {
         let dir = PathBuf::from(dir.trim());
