@@ -12,14 +12,13 @@ use std::pin::pin;
 use barge_core::Source;
 use barge_core::secrets::SecretError;
 use barge_core::settings::{DatabaseSettings, DbError};
-use chrono::{DateTime, Utc};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
-use crate::ledger::{self, LedgerEntry};
-use crate::record::{Cell, pg_type};
+use crate::ledger::{self, LedgerEntry, LoadCounts};
 use crate::schema;
 
 /// Name of the per-transaction staging table.
@@ -46,7 +45,98 @@ pub struct Database {
     client: Option<Client>,
 }
 
+/// The sessions of the objects loaded at the same time: one [`Database`] each, taken for an
+/// attempt and put back after it.
+#[derive(Debug)]
+pub struct Sessions {
+    idle: std::sync::Mutex<Vec<Database>>,
+}
+
+impl Sessions {
+    /// `count` sessions like `first` (which may already be connected).
+    pub fn new(first: Database, count: usize) -> Self {
+        let mut idle: Vec<Database> = (1..count).map(|_| first.sibling()).collect();
+        idle.push(first);
+        Self {
+            idle: std::sync::Mutex::new(idle),
+        }
+    }
+
+    /// An idle session; there is one for every object in flight.
+    pub fn take(&self) -> Session<'_> {
+        let database = self
+            .idle
+            .lock()
+            .expect("never poisoned: no panics while locked")
+            .pop()
+            .expect("no more objects in flight than sessions");
+        Session {
+            sessions: self,
+            database: Some(database),
+            finished: false,
+        }
+    }
+}
+
+/// A session in use. Put back when dropped; one whose work was abandoned half-way (a shutdown
+/// past its grace) is put back disconnected, since its connection may be mid-statement.
+#[derive(Debug)]
+pub struct Session<'a> {
+    sessions: &'a Sessions,
+    database: Option<Database>,
+    finished: bool,
+}
+
+impl Session<'_> {
+    /// Marks the work done with this session as finished (successfully or not).
+    pub fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl std::ops::Deref for Session<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        self.database.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Session<'_> {
+    fn deref_mut(&mut self) -> &mut Database {
+        self.database.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let Some(database) = self.database.take() else {
+            return;
+        };
+        let database = if self.finished {
+            database
+        } else {
+            database.sibling()
+        };
+        self.sessions
+            .idle
+            .lock()
+            .expect("never poisoned: no panics while locked")
+            .push(database);
+    }
+}
+
 impl Database {
+    /// Another session with the same settings, not connected yet.
+    fn sibling(&self) -> Self {
+        Self {
+            configured: self.configured.clone(),
+            settings: self.settings.clone(),
+            secrets: self.secrets.clone(),
+            client: None,
+        }
+    }
+
     /// A session for `configured`, its password read from its file or secret now; nothing
     /// connects until first use.
     pub async fn new(
@@ -118,74 +208,72 @@ impl Database {
         Ok(ledger::contains(self.client().await?, bucket, key, sha256).await?)
     }
 
-    /// Loads `rows` (cells in column order) of the object `entry` describes into `source`'s table,
-    /// in one transaction with its ledger entry. Returns how many rows were inserted or changed,
-    /// or `None` when the object turned out to be loaded already (by another transformer).
-    pub async fn load(
-        &mut self,
-        source: &Source,
-        entry: &LedgerEntry,
-        rows: &[Vec<Cell>],
-    ) -> Result<Option<u64>, DbError> {
+    /// Opens the load of the object `entry` describes into `source`'s table: a transaction with
+    /// the object claimed in the ledger (and, for a keyed source, the staging table created).
+    /// `None` when the object turned out to be loaded already (by another transformer).
+    pub async fn begin_load<'s>(
+        &'s mut self,
+        source: &'s Source,
+        entry: &'s LedgerEntry,
+    ) -> Result<Option<Load<'s>>, DbError> {
         let table_schema = self.settings.schema.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;
         if !ledger::claim(&tx, entry).await? {
             return Ok(None);
         }
-        let changed = if source.is_keyed() {
+        let table = if source.is_keyed() {
             tx.batch_execute(&create_stage_sql(source)).await?;
-            copy_rows(
-                &tx,
-                &copy_sql(STAGE, source),
-                source,
-                rows,
-                &entry.fetched_at,
-            )
-            .await?;
-            tx.execute(&merge_sql(&table_schema, source), &[]).await?
+            STAGE.to_owned()
         } else {
-            copy_rows(
-                &tx,
-                &copy_sql(&qualified(&table_schema, &source.table), source),
-                source,
-                rows,
-                &entry.fetched_at,
-            )
-            .await?
+            qualified(&table_schema, &source.table)
         };
-        ledger::finish(&tx, entry, changed).await?;
-        tx.commit().await?;
-        Ok(Some(changed))
+        Ok(Some(Load {
+            tx,
+            source,
+            entry,
+            copy_sql: copy_sql(&table, source),
+            table_schema,
+        }))
     }
 }
 
-/// Binary-COPies `rows`, each followed by the batch's `fetched_at`, with the `COPY` statement
-/// `sql`; returns the number of rows copied.
-async fn copy_rows(
-    tx: &Transaction<'_>,
-    sql: &str,
-    source: &Source,
-    rows: &[Vec<Cell>],
-    fetched_at: &DateTime<Utc>,
-) -> Result<u64, tokio_postgres::Error> {
-    let types: Vec<Type> = source
-        .columns
-        .iter()
-        .map(|c| pg_type(c.column_type))
-        .chain(std::iter::once(Type::TIMESTAMPTZ))
-        .collect();
-    let sink = tx.copy_in(sql).await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-    for row in rows {
-        let values: Vec<&(dyn ToSql + Sync)> = row
-            .iter()
-            .map(|cell| cell as &(dyn ToSql + Sync))
-            .chain(std::iter::once(fetched_at as &(dyn ToSql + Sync)))
-            .collect();
-        writer.as_mut().write(&values).await?;
+/// One object's load transaction. Dropped without [`Load::commit`], it rolls back: rows, stage
+/// and ledger claim alike.
+pub struct Load<'s> {
+    tx: Transaction<'s>,
+    source: &'s Source,
+    entry: &'s LedgerEntry,
+    copy_sql: String,
+    table_schema: String,
+}
+
+impl Load<'_> {
+    /// Streams binary COPY data (see [`crate::copy`]) into the table, or the stage of a keyed
+    /// source, as it arrives; returns the rows copied once `chunks` ends.
+    pub async fn copy(&self, chunks: &mut mpsc::Receiver<Bytes>) -> Result<u64, DbError> {
+        let sink = self.tx.copy_in::<_, Bytes>(&self.copy_sql).await?;
+        let mut sink = pin!(sink);
+        while let Some(chunk) = chunks.recv().await {
+            sink.send(chunk).await?;
+        }
+        Ok(sink.finish().await?)
     }
-    writer.finish().await
+
+    /// Merges the stage into the table (keyed sources), completes the ledger entry and commits.
+    /// Returns the rows inserted or changed.
+    pub async fn commit(self, copied: u64, mut counts: LoadCounts) -> Result<u64, DbError> {
+        counts.rows_changed = if self.source.is_keyed() {
+            self.tx
+                .execute(&merge_sql(&self.table_schema, self.source), &[])
+                .await?
+        } else {
+            copied
+        };
+        ledger::finish(&self.tx, self.entry, &counts).await?;
+        self.tx.commit().await?;
+        Ok(counts.rows_changed)
+    }
 }
 
 fn quote(identifier: &str) -> String {
@@ -242,7 +330,9 @@ pub fn create_table_sql(schema: &str, source: &Source) -> String {
     )
 }
 
-fn create_stage_sql(source: &Source) -> String {
+/// The per-transaction staging table of a keyed source: its columns, a batch-order ordinal, and
+/// the batch time. Temporary tables are never WAL-logged.
+pub fn create_stage_sql(source: &Source) -> String {
     let columns: Vec<String> = source
         .columns
         .iter()
@@ -256,7 +346,7 @@ fn create_stage_sql(source: &Source) -> String {
 }
 
 /// COPY of the declared columns and the batch time into `table` (the stage or the target).
-fn copy_sql(table: &str, source: &Source) -> String {
+pub fn copy_sql(table: &str, source: &Source) -> String {
     format!(
         "COPY {table} ({}, {FETCHED_AT}) FROM STDIN (FORMAT binary)",
         column_list(source)

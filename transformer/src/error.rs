@@ -78,8 +78,8 @@ pub enum ProcessError {
         /// Digest of the downloaded bytes.
         actual: String,
     },
-    /// The object is not a JSON array of records.
-    #[error("{key}: {format}")]
+    /// The object is not a JSON array (or NDJSON) of records.
+    #[error("{key}: {format}{}", ndjson_hint(.format))]
     Format {
         /// Object key.
         key: String,
@@ -95,13 +95,21 @@ pub enum ProcessError {
         /// Object key.
         key: String,
         /// Records that did not fit.
-        rejected: usize,
+        rejected: u64,
         /// Records in the object.
-        read: usize,
+        read: u64,
         /// The source's `max_reject_ratio`.
         limit: f64,
         /// The first rejected record's error, as an example.
         first: String,
+    },
+    /// Rejected records could not be spooled to a local temporary file; nothing was loaded.
+    #[error("{key}: cannot spool its rejected records to a temporary file: {reason}")]
+    Spool {
+        /// Object key.
+        key: String,
+        /// The I/O error.
+        reason: String,
     },
     /// The rejected records could not be written to S3; nothing was loaded.
     #[error("{key}: cannot write its rejected records to s3://{bucket}/{rejects_key}: {reason}")]
@@ -167,6 +175,8 @@ impl ProcessError {
             Self::Download { class, .. }
             | Self::Rejects { class, .. }
             | Self::Database { class, .. } => *class,
+            // A full or unwritable temporary directory is the host's, and may clear.
+            Self::Spool { .. } => FailureClass::Retry,
             Self::Message(_)
             | Self::ForeignObject { .. }
             | Self::UnknownSource { .. }
@@ -196,13 +206,19 @@ impl ProcessError {
             Self::Format { .. } => "unreadable-object",
             Self::TooManyRejects { .. } => "too-many-rejects",
             Self::Rejects { .. } => "rejects-write",
+            Self::Spool { .. } => "rejects-spool",
             Self::Database { .. } => "database",
         }
     }
 
-    /// A database failure while loading `key` into `table`. `records` maps COPY input lines to
-    /// record indices, so that PostgreSQL's "COPY …, line N" names the record.
-    pub(crate) fn database(key: &str, table: &str, err: &DbError, records: &[usize]) -> Self {
+    /// A database failure while loading `key` into `table`. During the COPY, `rejects` maps its
+    /// input lines to record indices, so that PostgreSQL's "COPY …, line N" names the record.
+    pub(crate) fn database(
+        key: &str,
+        table: &str,
+        err: &DbError,
+        rejects: Option<&crate::rejects::Rejects>,
+    ) -> Self {
         let mut reason = barge_core::error_chain(err);
         let postgres = match err {
             DbError::Postgres(postgres) => Some(postgres),
@@ -214,7 +230,8 @@ impl ProcessError {
         {
             reason.push_str("\nCONTEXT: ");
             reason.push_str(context);
-            if let Some(index) = copy_line(context).and_then(|line| records.get(line - 1)) {
+            if let (Some(line), Some(rejects)) = (copy_line(context), rejects) {
+                let index = rejects.record_of_copy_line(line);
                 reason.push_str(&format!(" (record {index})"));
             }
         }
@@ -229,8 +246,19 @@ impl ProcessError {
     }
 }
 
+/// For an object that is not an array: how to have it read as NDJSON instead, if it is.
+fn ndjson_hint(format: &BatchFormatError) -> &'static str {
+    match format {
+        BatchFormatError::NotArray(_) => {
+            " (NDJSON objects need a key ending in .ndjson or .jsonl, or Content-Type \
+             application/x-ndjson)"
+        }
+        _ => "",
+    }
+}
+
 /// The input line number in a COPY error's context (`COPY t, line 3, column c: …`).
-fn copy_line(context: &str) -> Option<usize> {
+fn copy_line(context: &str) -> Option<u64> {
     let rest = &context[context.find(", line ")? + ", line ".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok().filter(|line| *line > 0)

@@ -46,18 +46,25 @@ pub struct LedgerEntry {
     pub source: String,
     /// When the importer fetched it.
     pub fetched_at: DateTime<Utc>,
-    /// Records in the object.
-    pub records_read: i64,
-    /// Records mapped onto rows.
-    pub records_loaded: i64,
-    /// Records rejected.
-    pub records_rejected: i64,
-    /// `s3://bucket/key` of the rejected records, when there are any.
-    pub rejects_url: Option<String>,
     /// The SQS message that announced it.
     pub message_id: String,
     /// When this transformer received that message.
     pub received_at: DateTime<Utc>,
+}
+
+/// What a load did, known once the object has been read to its end.
+#[derive(Debug, Clone, Default)]
+pub struct LoadCounts {
+    /// Records in the object.
+    pub records_read: u64,
+    /// Records mapped onto rows.
+    pub records_loaded: u64,
+    /// Records rejected.
+    pub records_rejected: u64,
+    /// Rows inserted or changed.
+    pub rows_changed: u64,
+    /// `s3://bucket/key` of the rejected records, when there are any.
+    pub rejects_url: Option<String>,
 }
 
 /// Whether the object is already loaded.
@@ -88,7 +95,7 @@ pub async fn claim(
             "INSERT INTO barge.loads (bucket, key, sha256, source, fetched_at, records_read, \
              records_loaded, records_rejected, rows_changed, rejects_url, message_id, \
              transformer_version, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12) \
+             VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, NULL, $6, $7, $8) \
              ON CONFLICT (bucket, key, sha256) DO NOTHING",
             &[
                 &entry.bucket,
@@ -96,10 +103,6 @@ pub async fn claim(
                 &entry.sha256,
                 &entry.source,
                 &entry.fetched_at,
-                &entry.records_read,
-                &entry.records_loaded,
-                &entry.records_rejected,
-                &entry.rejects_url,
                 &entry.message_id,
                 &env!("CARGO_PKG_VERSION"),
                 &entry.received_at,
@@ -109,18 +112,29 @@ pub async fn claim(
     Ok(inserted == 1)
 }
 
-/// Completes a claimed entry with what the load changed and when it ended.
+/// Completes a claimed entry with what the load did and when it ended.
 pub async fn finish(
     client: &impl GenericClient,
     entry: &LedgerEntry,
-    rows_changed: u64,
+    counts: &LoadCounts,
 ) -> Result<(), tokio_postgres::Error> {
-    let rows_changed = i64::try_from(rows_changed).unwrap_or(i64::MAX);
+    let wide = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
     client
         .execute(
-            "UPDATE barge.loads SET rows_changed = $4, committed_at = clock_timestamp() \
+            "UPDATE barge.loads SET records_read = $4, records_loaded = $5, \
+             records_rejected = $6, rows_changed = $7, rejects_url = $8, \
+             committed_at = clock_timestamp() \
              WHERE bucket = $1 AND key = $2 AND sha256 = $3",
-            &[&entry.bucket, &entry.key, &entry.sha256, &rows_changed],
+            &[
+                &entry.bucket,
+                &entry.key,
+                &entry.sha256,
+                &wide(counts.records_read),
+                &wide(counts.records_loaded),
+                &wide(counts.records_rejected),
+                &wide(counts.rows_changed),
+                &counts.rejects_url,
+            ],
         )
         .await?;
     Ok(())

@@ -5,8 +5,10 @@
 //! The map:
 //! - [`queue`]: receive, delete, hand back, and the heartbeat that keeps held messages invisible;
 //! - [`notice`]: what a message body announces;
+//! - [`load`]: one object streamed from S3 through the decoder into COPY, nothing held whole;
 //! - [`decode`] and [`record`]: one record's JSON text onto typed cells;
-//! - [`rejects`]: records that do not fit, written to S3 as NDJSON;
+//! - [`copy`]: cells encoded as PostgreSQL's binary COPY rows;
+//! - [`rejects`]: records that do not fit, spooled and written to S3 as NDJSON;
 //! - [`database`] and [`ledger`]: tables, the load transaction, and the exactly-once ledger;
 //! - [`schema`]: live tables checked against their declarations at start-up;
 //! - [`dead_letter`]: the dead-letter queue, for messages no retry can help;
@@ -23,25 +25,27 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-mod database;
+pub mod copy;
+pub mod database;
 mod dead_letter;
 pub mod decode;
 mod error;
 mod ledger;
+mod load;
 pub mod notice;
 mod queue;
 pub mod record;
 pub mod rejects;
 mod schema;
 
-use database::Database;
+use database::{Database, Sessions};
 use dead_letter::{DeadLetterError, DeadLetters};
 pub use error::{Dependency, FailureClass, ProcessError};
-use ledger::LedgerEntry;
+use futures_util::StreamExt;
+use ledger::{LedgerEntry, LoadCounts};
 use notice::Notice;
 use queue::Queue;
 pub use queue::ReceiveError;
-use rejects::Reject;
 
 /// Wait of each receive while draining: long enough to see messages LocalStack or SQS is still
 /// delivering, short enough to notice an empty queue quickly.
@@ -63,7 +67,8 @@ pub struct Transformer {
     aws: AwsClients,
     queue: Queue,
     dead_letters: DeadLetters,
-    database: Database,
+    /// One PostgreSQL session per object loaded at the same time.
+    sessions: Sessions,
     /// READY and the watchdog, for systemd.
     liveness: Liveness,
 }
@@ -268,10 +273,10 @@ impl Transformer {
         );
         Ok(Self {
             queue: Queue::new(aws.sqs.clone(), queue_url, visibility),
+            sessions: Sessions::new(database, settings.transformer.concurrency),
             settings,
             aws,
             dead_letters,
-            database,
             liveness: Liveness::start(STALL_LIMIT),
         })
     }
@@ -281,7 +286,7 @@ impl Transformer {
     /// finished within the shutdown grace period, and messages received but not started are
     /// handed back. If the grace period runs out, the load is abandoned (its transaction rolls
     /// back) and every held message is handed back too.
-    pub async fn run(&mut self, shutdown: &CancellationToken) {
+    pub async fn run(&self, shutdown: &CancellationToken) {
         tracing::info!(queue_url = %self.queue.url(), "polling for batches");
         self.liveness
             .ready(&format!("polling {} for batches", self.queue.url()));
@@ -330,7 +335,7 @@ impl Transformer {
     /// Loads until a receive comes back empty, then returns what happened. A message that keeps
     /// failing transiently is left invisible for the visibility timeout, so it is seen once per
     /// drain.
-    pub async fn drain(&mut self) -> Result<Report, ReceiveError> {
+    pub async fn drain(&self) -> Result<Report, ReceiveError> {
         let mut report = Report::default();
         let never = CancellationToken::new();
         loop {
@@ -343,56 +348,79 @@ impl Transformer {
         }
     }
 
-    /// Handles received messages one after another; once `shutdown` fires, the ones not
-    /// started are handed back. Messages another one's transient failure already handed back
-    /// are skipped.
+    /// Handles received messages, up to `transformer.concurrency` at a time, each on its own
+    /// database session; once `shutdown` fires, the ones not started are handed back. Messages
+    /// another one's transient failure already handed back are skipped. The messages done are
+    /// deleted together at the end.
     async fn handle_all(
-        &mut self,
+        &self,
         messages: Vec<Message>,
         shutdown: &CancellationToken,
         attempts: Attempts,
     ) -> Report {
         let received_at = Utc::now();
+        let handled: Vec<(Message, Outcome)> = futures_util::stream::iter(messages)
+            .map(|message| async move {
+                let outcome = self
+                    .handle_one(&message, received_at, shutdown, attempts)
+                    .await;
+                (message, outcome)
+            })
+            .buffer_unordered(self.settings.transformer.concurrency)
+            .collect()
+            .await;
+        let done: Vec<Message> = handled
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Done(_)))
+            .map(|(message, _)| message.clone())
+            .collect();
+        self.queue.delete(&done).await;
         let mut report = Report::default();
-        for message in messages {
-            let message_id = queue::id(&message).to_owned();
-            if !self.queue.is_held(&message).await {
-                report.record(message_id, Outcome::Released);
-                continue;
-            }
-            if shutdown.is_cancelled() {
-                self.queue.release(&message).await;
-                report.record(message_id, Outcome::Released);
-                continue;
-            }
-            let span = tracing::info_span!(
-                "message",
-                message_id = %message_id,
-                source = tracing::field::Empty,
-                key = tracing::field::Empty,
-            );
-            let outcome = self
-                .handle(&message, received_at, shutdown, attempts)
-                .instrument(span)
-                .await;
-            report.record(message_id, outcome);
+        for (message, outcome) in handled {
+            report.record(queue::id(&message).to_owned(), outcome);
         }
         report
     }
 
-    /// Processes one message and settles it: deleted when done, dead-lettered when no retry can
-    /// help, retried in place (with backoff, the message held) when it failed transiently, handed
-    /// back on shutdown.
+    /// Starts one received message, unless it was handed back or shutdown came first.
+    async fn handle_one(
+        &self,
+        message: &Message,
+        received_at: DateTime<Utc>,
+        shutdown: &CancellationToken,
+        attempts: Attempts,
+    ) -> Outcome {
+        if !self.queue.start(message).await {
+            return Outcome::Released;
+        }
+        if shutdown.is_cancelled() {
+            self.queue.release(message).await;
+            return Outcome::Released;
+        }
+        let span = tracing::info_span!(
+            "message",
+            message_id = %queue::id(message),
+            source = tracing::field::Empty,
+            key = tracing::field::Empty,
+        );
+        self.handle(message, received_at, shutdown, attempts)
+            .instrument(span)
+            .await
+    }
+
+    /// Processes one message and settles it: done (deleted by the caller), dead-lettered when no
+    /// retry can help, retried in place (with backoff, the message held) when it failed
+    /// transiently, handed back on shutdown.
     ///
-    /// A transient failure first hands back every other message this transformer holds, since
-    /// they would only wait behind this one, and stops receiving until this one is settled: the
-    /// circuit breaker. Its probe is the failed work itself, tried again with backoff: a cheaper
-    /// probe (`SELECT 1`) could pass while loads still fail (a full disk), and every false pass
-    /// would cost the backlog a receive. Through an outage the message is tried until it passes;
-    /// after a lost race or throttling [`IN_PLACE_ATTEMPTS`] times, then it is left for a later
-    /// receive (SQS's `maxReceiveCount` remains the backstop).
+    /// A transient failure first hands back every other message this transformer holds and has
+    /// not started, since they would only wait behind this one, and stops receiving until this
+    /// one is settled: the circuit breaker. Its probe is the failed work itself, tried again with
+    /// backoff: a cheaper probe (`SELECT 1`) could pass while loads still fail (a full disk), and
+    /// every false pass would cost the backlog a receive. Through an outage the message is tried
+    /// until it passes; after a lost race or throttling [`IN_PLACE_ATTEMPTS`] times, then it is
+    /// left for a later receive (SQS's `maxReceiveCount` remains the backstop).
     async fn handle(
-        &mut self,
+        &self,
         message: &Message,
         received_at: DateTime<Utc>,
         shutdown: &CancellationToken,
@@ -405,13 +433,13 @@ impl Transformer {
             let processed = {
                 // Each attempt is work for the watchdog; the pauses between them are not.
                 let _work = self.liveness.work();
-                self.process(message, received_at).await
+                let mut session = self.sessions.take();
+                let processed = self.process(&mut session, message, received_at).await;
+                session.finished();
+                processed
             };
             let error = match processed {
-                Ok(done) => {
-                    self.queue.delete(message).await;
-                    return Outcome::Done(done);
-                }
+                Ok(done) => return Outcome::Done(done),
                 Err(error) => error,
             };
             let class = error.class();
@@ -419,7 +447,7 @@ impl Transformer {
                 return self.dead_letter(message, error).await;
             }
             if attempt == 1 {
-                let released = self.queue.release_others(message).await;
+                let released = self.queue.release_unstarted().await;
                 if released > 0 {
                     tracing::info!(
                         released,
@@ -454,7 +482,7 @@ impl Transformer {
     async fn dead_letter(&self, message: &Message, error: ProcessError) -> Outcome {
         match self.dead_letters.send(message, &error).await {
             Ok(()) => {
-                self.queue.delete(message).await;
+                self.queue.delete(std::slice::from_ref(message)).await;
                 tracing::error!(
                     error = %error,
                     class = error.kind(),
@@ -476,10 +504,11 @@ impl Transformer {
         Outcome::DeadLettered(error)
     }
 
-    /// Everything between receiving a message and deleting it: parse, check, download, verify,
-    /// map, write rejects, load.
+    /// Everything between receiving a message and deleting it: parse, check, then stream the
+    /// object through the decoder into the load transaction, write the rejects, commit.
     async fn process(
-        &mut self,
+        &self,
+        database: &mut Database,
         message: &Message,
         received_at: DateTime<Utc>,
     ) -> Result<Done, ProcessError> {
@@ -510,85 +539,80 @@ impl Transformer {
                     key: key.to_owned(),
                     source_name: batch.source.clone(),
                 })?;
-        let database_error = |err: &barge_core::settings::DbError, records: &[usize]| {
-            ProcessError::database(key, &source.table, err, records)
+        let database_error = |err: &barge_core::settings::DbError,
+                              rejects: Option<&rejects::Rejects>| {
+            ProcessError::database(key, &source.table, err, rejects)
         };
-        if self
-            .database
+        if database
             .is_loaded(&batch.bucket, key, &batch.sha256)
             .await
-            .map_err(|err| database_error(&err, &[]))?
+            .map_err(|err| database_error(&err, None))?
         {
             tracing::info!("already loaded; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
         }
-        let bytes = download(&self.aws, &batch).await?;
-        let actual = barge_core::content_digest(&bytes);
-        if actual != batch.sha256 {
-            return Err(ProcessError::Checksum {
-                key: key.to_owned(),
-                expected: batch.sha256.clone(),
-                actual,
-            });
-        }
-        let records = barge_core::split_records(&bytes).map_err(|format| ProcessError::Format {
-            key: key.to_owned(),
-            format,
-        })?;
-        let mut rows = Vec::with_capacity(records.len());
-        let mut row_records = Vec::with_capacity(records.len());
-        let mut rejected = Vec::new();
-        for (index, &record) in records.iter().enumerate() {
-            match record::map_record(source, index, record) {
-                Ok(row) => {
-                    rows.push(row);
-                    row_records.push(index);
-                }
-                Err(error) => rejected.push(Reject { error, record }),
-            }
-        }
-        if rejected.len() as f64 > source.max_reject_ratio * records.len() as f64 {
-            return Err(ProcessError::TooManyRejects {
-                key: key.to_owned(),
-                rejected: rejected.len(),
-                read: records.len(),
-                limit: source.max_reject_ratio,
-                first: rejected[0].error.to_string(),
-            });
-        }
-        let rejects_url = if rejected.is_empty() {
-            None
-        } else {
-            Some(write_rejects(&self.aws, storage, &batch, &rejected).await?)
-        };
+        let opened = load::open(&self.aws, &batch).await?;
+        let mut pipeline = load::Pipeline::start(
+            opened,
+            &batch,
+            source,
+            &self.settings.transformer,
+            self.aws.timeouts.stall,
+        );
         let entry = LedgerEntry {
             bucket: batch.bucket.clone(),
             key: key.to_owned(),
             sha256: batch.sha256.clone(),
             source: source.name.clone(),
             fetched_at: batch.fetched_at,
-            records_read: records.len() as i64,
-            records_loaded: rows.len() as i64,
-            records_rejected: rejected.len() as i64,
-            rejects_url: rejects_url.clone(),
             message_id: queue::id(message).to_owned(),
             received_at,
         };
-        let Some(rows_changed) = self
-            .database
-            .load(source, &entry, &rows)
+        let Some(load) = database
+            .begin_load(source, &entry)
             .await
-            .map_err(|err| database_error(&err, &row_records))?
+            .map_err(|err| database_error(&err, None))?
         else {
             tracing::info!("loaded meanwhile by another transformer; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
         };
+        let copied = load.copy(&mut pipeline.chunks).await;
+        let (tally, read) = pipeline.finish(&batch).await;
+        read?;
+        let copied = copied.map_err(|err| database_error(&err, Some(&tally.rejects)))?;
+        let rejected = tally.rejects.count();
+        if rejected as f64 > source.max_reject_ratio * tally.records as f64 {
+            return Err(ProcessError::TooManyRejects {
+                key: key.to_owned(),
+                rejected,
+                read: tally.records,
+                limit: source.max_reject_ratio,
+                first: tally
+                    .rejects
+                    .first
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            });
+        }
+        let rejects_url = write_rejects(&self.aws, storage, &batch, tally.rejects).await?;
+        let counts = LoadCounts {
+            records_read: tally.records,
+            records_loaded: tally.loaded,
+            records_rejected: rejected,
+            rows_changed: 0,
+            rejects_url: rejects_url.clone(),
+        };
+        let rows_changed = load
+            .commit(copied, counts)
+            .await
+            .map_err(|err| database_error(&err, None))?;
         let loaded = Loaded {
             source: source.name.clone(),
             key: key.to_owned(),
-            records_read: records.len() as u64,
-            records_loaded: rows.len() as u64,
-            records_rejected: rejected.len() as u64,
+            records_read: tally.records,
+            records_loaded: tally.loaded,
+            records_rejected: rejected,
             rows_changed,
             rejects_url,
         };
@@ -626,55 +650,35 @@ async fn sleep_unless(shutdown: &CancellationToken, delay: Duration) -> bool {
     }
 }
 
-/// The announced object's bytes. A missing object is permanent; anything else may pass.
-async fn download(aws: &AwsClients, batch: &BatchMessage) -> Result<bytes::Bytes, ProcessError> {
-    let (bucket, key) = (batch.bucket.clone(), batch.key.clone());
-    let object = match aws.s3.get_object().bucket(&bucket).key(&key).send().await {
-        Ok(object) => object,
-        Err(err) => {
-            let reason = barge_core::error_chain(&err);
-            if err.as_service_error().is_some_and(|e| e.is_no_such_key()) {
-                return Err(ProcessError::MissingObject {
-                    bucket,
-                    key,
-                    reason,
-                });
-            }
-            return Err(ProcessError::Download {
-                bucket,
-                key,
-                reason,
-                class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
-            });
-        }
-    };
-    let failed = |reason: String| ProcessError::Download {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        reason,
-        class: error::storage_class(None),
-    };
-    let stall = aws.timeouts.stall;
-    let mut body = object.body;
-    let mut bytes = bytes::BytesMut::new();
-    loop {
-        match tokio::time::timeout(stall, body.next()).await {
-            Err(_) => return Err(failed(format!("no data for {stall:?} while reading"))),
-            Ok(None) => return Ok(bytes.freeze()),
-            Ok(Some(Err(err))) => return Err(failed(barge_core::error_chain(&err))),
-            Ok(Some(Ok(chunk))) => bytes.extend_from_slice(&chunk),
-        }
-    }
-}
-
-/// Writes a batch's rejected records under the errors prefix; returns their `s3://` URL.
+/// Writes an object's spooled rejected records under the errors prefix; returns their `s3://`
+/// URL, or `None` when no record was rejected.
 async fn write_rejects(
     aws: &AwsClients,
     storage: &barge_core::settings::StorageSettings,
     batch: &BatchMessage,
-    rejected: &[Reject<'_>],
-) -> Result<String, ProcessError> {
+    rejects: rejects::Rejects,
+) -> Result<Option<String>, ProcessError> {
     let rejects_key = rejects::rejects_key(&storage.errors_prefix, &batch.key, &batch.sha256);
+    let count = rejects.count();
+    let first = rejects.first.as_ref().map(ToString::to_string);
+    let failed = |reason: String, class| ProcessError::Rejects {
+        key: batch.key.clone(),
+        bucket: storage.bucket.clone(),
+        rejects_key: rejects_key.clone(),
+        reason,
+        class,
+    };
+    let spooled = rejects
+        .into_file()
+        .map_err(|err| failed(format!("reading the spool: {err}"), FailureClass::Retry))?;
+    let Some(file) = spooled else {
+        return Ok(None);
+    };
+    let body = ByteStream::read_from()
+        .file(tokio::fs::File::from_std(file))
+        .build()
+        .await
+        .map_err(|err| failed(barge_core::error_chain(&err), FailureClass::Retry))?;
     aws.s3
         .put_object()
         .bucket(&storage.bucket)
@@ -682,22 +686,19 @@ async fn write_rejects(
         .content_type("application/x-ndjson")
         .metadata("source", &batch.source)
         .metadata("raw-key", &batch.key)
-        .metadata("record-count", rejected.len().to_string())
-        .body(ByteStream::from(rejects::to_ndjson(rejected)))
+        .metadata("record-count", count.to_string())
+        .body(body)
         .send()
         .await
-        .map_err(|err| ProcessError::Rejects {
-            key: batch.key.clone(),
-            bucket: storage.bucket.clone(),
-            rejects_key: rejects_key.clone(),
-            reason: barge_core::error_chain(&err),
-            class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
+        .map_err(|err| {
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            failed(barge_core::error_chain(&err), error::storage_class(status))
         })?;
     tracing::warn!(
-        rejected = rejected.len(),
+        rejected = count,
         rejects_key = %rejects_key,
-        first = %rejected[0].error,
+        first = first.as_deref().unwrap_or_default(),
         "records rejected; the valid ones load"
     );
-    Ok(format!("s3://{}/{rejects_key}", storage.bucket))
+    Ok(Some(format!("s3://{}/{rejects_key}", storage.bucket)))
 }

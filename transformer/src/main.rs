@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal().context("installing signal handlers")?;
     match cli.command {
         Command::Run => {
-            let mut transformer = Transformer::new(settings, AwsClients::from_env().await)
+            let transformer = Transformer::new(settings, AwsClients::from_env().await)
                 .await
                 .context("starting the transformer")?;
             transformer.run(&shutdown).await;

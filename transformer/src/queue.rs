@@ -12,15 +12,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, Message};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+};
 use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// SQS returns at most ten messages per receive, and batches at most ten entries.
 pub const MAX_MESSAGES: i32 = 10;
 
-/// Receipt handles of the messages this transformer holds, by message id.
-type Held = Arc<Mutex<HashMap<String, String>>>;
+/// The messages this transformer holds, by message id.
+type Held = Arc<Mutex<HashMap<String, HeldMessage>>>;
+
+/// A held message: its receipt handle, and whether its work has started (a started message is
+/// never handed back from under the work).
+#[derive(Debug)]
+struct HeldMessage {
+    receipt: String,
+    started: bool,
+}
 
 /// The batch queue, with the heartbeat of the messages it holds.
 #[derive(Debug)]
@@ -86,28 +96,43 @@ impl Queue {
         let messages = output.messages.unwrap_or_default();
         let mut held = self.held.lock().await;
         for message in &messages {
-            held.insert(id(message).to_owned(), receipt(message).to_owned());
+            let receipt = receipt(message).to_owned();
+            held.insert(
+                id(message).to_owned(),
+                HeldMessage {
+                    receipt,
+                    started: false,
+                },
+            );
         }
         Ok(messages)
     }
 
-    /// Whether `message` is still held (not yet deleted, forgotten or handed back).
-    pub async fn is_held(&self, message: &Message) -> bool {
-        self.held.lock().await.contains_key(id(message))
+    /// Marks `message`'s work as started; `false` when it is no longer held (handed back
+    /// because another message's failure tripped the breaker).
+    pub async fn start(&self, message: &Message) -> bool {
+        match self.held.lock().await.get_mut(id(message)) {
+            Some(held) => {
+                held.started = true;
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Hands back every held message but `message`; returns how many.
-    pub async fn release_others(&self, message: &Message) -> usize {
+    /// Hands back every held message whose work has not started; returns how many.
+    pub async fn release_unstarted(&self) -> usize {
         let receipts: Vec<String> = {
             let mut held = self.held.lock().await;
-            let others: Vec<String> = held
-                .keys()
-                .filter(|other| other.as_str() != id(message))
-                .cloned()
-                .collect();
-            others
+            let waiting: Vec<String> = held
                 .iter()
-                .filter_map(|other| held.remove(other))
+                .filter(|(_, message)| !message.started)
+                .map(|(id, _)| id.clone())
+                .collect();
+            waiting
+                .iter()
+                .filter_map(|id| held.remove(id))
+                .map(|message| message.receipt)
                 .collect()
         };
         for receipt in &receipts {
@@ -122,19 +147,43 @@ impl Queue {
         self.held.lock().await.remove(id(message));
     }
 
-    /// Deletes a message whose work is done. If the delete fails the message is redelivered,
-    /// and the ledger makes that redelivery a no-op.
-    pub async fn delete(&self, message: &Message) {
-        self.forget(message).await;
-        let result = self
-            .sqs
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt(message))
-            .send()
-            .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %barge_core::error_chain(&err), "message done but not deleted; its redelivery will be recognised as a duplicate");
+    /// Deletes messages whose work is done, ten per request. If a delete fails the message is
+    /// redelivered, and the ledger makes that redelivery a no-op.
+    pub async fn delete(&self, messages: &[Message]) {
+        {
+            let mut held = self.held.lock().await;
+            for message in messages {
+                held.remove(id(message));
+            }
+        }
+        for chunk in messages.chunks(MAX_MESSAGES as usize) {
+            let entries = chunk.iter().enumerate().map(|(index, message)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(receipt(message))
+                    .build()
+                    .expect("id and receipt handle are set")
+            });
+            let result = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await;
+            let failures: Vec<String> = match result {
+                Ok(output) => output
+                    .failed
+                    .into_iter()
+                    .map(|failure| {
+                        format!("{}: {}", failure.code, failure.message.unwrap_or_default())
+                    })
+                    .collect(),
+                Err(err) => vec![barge_core::error_chain(&err)],
+            };
+            for failure in failures {
+                tracing::warn!(error = %failure, "message done but not deleted; its redelivery will be recognised as a duplicate");
+            }
         }
     }
 
@@ -146,7 +195,13 @@ impl Queue {
 
     /// Releases every message still held (after a shutdown abandoned the work in hand).
     pub async fn release_all(&self) {
-        let receipts: Vec<String> = self.held.lock().await.drain().map(|(_, r)| r).collect();
+        let receipts: Vec<String> = self
+            .held
+            .lock()
+            .await
+            .drain()
+            .map(|(_, message)| message.receipt)
+            .collect();
         for receipt in receipts {
             self.release_receipt(&receipt).await;
         }
@@ -192,7 +247,7 @@ async fn heartbeat(
             () = tokio::time::sleep(period) => {}
         }
         let held = held.lock().await;
-        let receipts: Vec<&String> = held.values().collect();
+        let receipts: Vec<&String> = held.values().map(|message| &message.receipt).collect();
         for chunk in receipts.chunks(MAX_MESSAGES as usize) {
             let entries = chunk.iter().enumerate().map(|(index, receipt)| {
                 ChangeMessageVisibilityBatchRequestEntry::builder()

@@ -9,28 +9,83 @@
 //! function of the raw object's key and digest, so a retried load rewrites the same object with
 //! the same lines instead of leaving a second copy.
 
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, Write};
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::record::RecordError;
 
-/// One rejected record of a batch.
-#[derive(Debug)]
-pub struct Reject<'a> {
-    /// Why it does not fit (with its index in the batch).
-    pub error: RecordError,
-    /// Its JSON text, as it arrived.
-    pub record: &'a RawValue,
+/// The rejected records of one object, spooled to an unnamed temporary file as they are found,
+/// so that an object with many rejects costs disk, not memory.
+#[derive(Debug, Default)]
+pub struct Rejects {
+    spool: Option<BufWriter<File>>,
+    /// Indices of the rejected records, in order: they map COPY's line numbers back to records.
+    pub indices: Vec<u64>,
+    /// The first rejected record's error, quoted when the object as a whole is refused.
+    pub first: Option<RecordError>,
+    line: Vec<u8>,
+}
+
+impl Rejects {
+    /// Records rejected so far.
+    pub fn count(&self) -> u64 {
+        self.indices.len() as u64
+    }
+
+    /// Spools record `text`, rejected for `error`.
+    pub fn add(&mut self, error: RecordError, text: &str) -> io::Result<()> {
+        self.line.clear();
+        write_line(&mut self.line, &error, text);
+        let spool = match &mut self.spool {
+            Some(spool) => spool,
+            None => self.spool.insert(BufWriter::new(tempfile::tempfile()?)),
+        };
+        spool.write_all(&self.line)?;
+        self.indices.push(error.index);
+        self.first.get_or_insert(error);
+        Ok(())
+    }
+
+    /// The spooled NDJSON, rewound, if any record was rejected.
+    pub fn into_file(self) -> io::Result<Option<File>> {
+        let Some(spool) = self.spool else {
+            return Ok(None);
+        };
+        let mut file = spool.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.rewind()?;
+        Ok(Some(file))
+    }
+
+    /// The record index of COPY input line `line` (from 1): the rows copied are the records
+    /// that were not rejected, in order.
+    pub fn record_of_copy_line(&self, line: u64) -> u64 {
+        let mut index = line - 1;
+        for &rejected in &self.indices {
+            if rejected <= index {
+                index += 1;
+            } else {
+                break;
+            }
+        }
+        index
+    }
 }
 
 /// One NDJSON line.
 #[derive(Serialize)]
 struct Line<'a> {
-    record_index: usize,
+    record_index: u64,
     field: Option<&'a str>,
     column: Option<&'a str>,
     reason: &'a str,
-    record: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a RawValue>,
+    /// The record's text, for a record that is not JSON at all (and so cannot be `record`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_text: Option<&'a str>,
 }
 
 /// Where the rejects of raw object `key` with digest `sha256` are written.
@@ -42,37 +97,37 @@ pub fn rejects_key(errors_prefix: &str, key: &str, sha256: &str) -> String {
     )
 }
 
-/// The NDJSON text of `rejects`, one line each, in batch order.
-pub fn to_ndjson(rejects: &[Reject<'_>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for reject in rejects {
-        let record = compact(reject.record);
-        let at = &reject.error.at;
-        let (field, column) = if at.column.is_empty() {
-            (None, None)
-        } else {
-            (Some(at.field.as_str()), Some(at.column.as_str()))
-        };
-        let line = Line {
-            record_index: reject.error.index,
-            field,
-            column,
-            reason: &reject.error.problem,
-            record: &record,
-        };
-        serde_json::to_writer(&mut out, &line).expect("strings and raw JSON always serialize");
-        out.push(b'\n');
-    }
-    out
+/// Appends the NDJSON line of record `text` rejected for `error` to `out`.
+pub fn write_line(out: &mut Vec<u8>, error: &RecordError, text: &str) {
+    let compacted = compact(text);
+    let (field, column) = if error.at.column.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(error.at.field.as_str()),
+            Some(error.at.column.as_str()),
+        )
+    };
+    let line = Line {
+        record_index: error.index,
+        field,
+        column,
+        reason: &error.problem,
+        record: compacted.as_deref(),
+        record_text: compacted.is_none().then_some(text),
+    };
+    serde_json::to_writer(&mut *out, &line).expect("strings and raw JSON always serialize");
+    out.push(b'\n');
 }
 
-/// `raw` without the whitespace between its tokens, so that it fits on one NDJSON line. Every
-/// token, strings and numbers included, stays byte for byte as it arrived: raw JSON cannot hold
-/// an unescaped line break inside a string, so only insignificant whitespace goes.
-fn compact(raw: &RawValue) -> Box<RawValue> {
-    let mut text = String::with_capacity(raw.get().len());
+/// `raw` without the whitespace between its tokens, so that it fits on one NDJSON line; `None`
+/// when it is not JSON at all. Every token, strings and numbers included, stays byte for byte as
+/// it arrived: raw JSON cannot hold an unescaped line break inside a string, so only
+/// insignificant whitespace goes.
+fn compact(raw: &str) -> Option<Box<RawValue>> {
+    let mut text = String::with_capacity(raw.len());
     let (mut in_string, mut escaped) = (false, false);
-    for c in raw.get().chars() {
+    for c in raw.chars() {
         if in_string {
             if escaped {
                 escaped = false;
@@ -88,53 +143,81 @@ fn compact(raw: &RawValue) -> Box<RawValue> {
         }
         text.push(c);
     }
-    RawValue::from_string(text).expect("removing insignificant whitespace keeps JSON valid")
+    RawValue::from_string(text).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
     use crate::record::FieldRef;
 
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_owned()).unwrap()
+    fn error(index: u64, field: &str, problem: &str) -> RecordError {
+        RecordError {
+            index,
+            at: FieldRef {
+                field: field.into(),
+                column: field.to_lowercase(),
+            },
+            problem: problem.into(),
+        }
     }
 
     #[test]
     fn lines_keep_the_record_exactly_on_one_line() {
-        let pretty = raw("{\n  \"id\": 2,\n  \"userId\": \"o n\\\"e\",\n  \"n\": 1.50e3\n}");
-        let whole = raw(r#"[1, 2]"#);
-        let rejects = [
-            Reject {
-                error: RecordError {
-                    index: 1,
-                    at: FieldRef {
-                        field: "userId".into(),
-                        column: "user_id".into(),
-                    },
-                    problem: "expected an integer, found a string \"o n\\\"e\"".into(),
-                },
-                record: &pretty,
-            },
-            Reject {
-                error: RecordError {
-                    index: 4,
-                    at: FieldRef::default(),
-                    problem: "expected a JSON object, found an array".into(),
-                },
-                record: &whole,
-            },
-        ];
-        let text = String::from_utf8(to_ndjson(&rejects)).unwrap();
+        let pretty = "{\n  \"id\": 2,\n  \"userId\": \"o n\\\"e\",\n  \"n\": 1.50e3\n}";
+        let mut rejects = Rejects::default();
+        rejects
+            .add(error(1, "userId", "expected an integer"), pretty)
+            .unwrap();
+        let whole = RecordError {
+            index: 4,
+            at: FieldRef::default(),
+            problem: "expected a JSON object, found an array".into(),
+        };
+        rejects.add(whole, "[1, 2]").unwrap();
+        rejects
+            .add(error(6, "id", "cannot be decoded"), "{\"id\":}")
+            .unwrap();
+        assert_eq!(rejects.count(), 3);
+        let mut text = String::new();
+        rejects
+            .into_file()
+            .unwrap()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(
             text,
             concat!(
-                r#"{"record_index":1,"field":"userId","column":"user_id","reason":"expected an integer, found a string \"o n\\\"e\"","record":{"id":2,"userId":"o n\"e","n":1.50e3}}"#,
+                r#"{"record_index":1,"field":"userId","column":"userid","reason":"expected an integer","record":{"id":2,"userId":"o n\"e","n":1.50e3}}"#,
                 "\n",
                 r#"{"record_index":4,"field":null,"column":null,"reason":"expected a JSON object, found an array","record":[1,2]}"#,
+                "\n",
+                r#"{"record_index":6,"field":"id","column":"id","reason":"cannot be decoded","record_text":"{\"id\":}"}"#,
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn copy_lines_skip_rejected_records() {
+        let mut rejects = Rejects::default();
+        assert_eq!(rejects.record_of_copy_line(3), 2);
+        for index in [0, 2, 3, 7] {
+            rejects.add(error(index, "id", "x"), "{}").unwrap();
+        }
+        // Loaded records: 1, 4, 5, 6, 8, …
+        let lines: Vec<u64> = (1..=5)
+            .map(|line| rejects.record_of_copy_line(line))
+            .collect();
+        assert_eq!(lines, [1, 4, 5, 6, 8]);
+    }
+
+    #[test]
+    fn no_rejects_no_file() {
+        assert!(Rejects::default().into_file().unwrap().is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Starts the transformer's daemon loop in this process; cancel the token to stop it.
 async fn run_transformer(env: &TestEnv) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let mut transformer = transformer(env).await;
+    let transformer = transformer(env).await;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let task = tokio::spawn(async move { transformer.run(&stop).await });

@@ -28,7 +28,7 @@ async fn pipeline(count: i64) -> (TestEnv, Importer, Transformer) {
 
 #[tokio::test]
 async fn end_to_end_the_table_holds_exactly_the_served_posts() {
-    let (env, importer, mut transformer) = pipeline(57).await;
+    let (env, importer, transformer) = pipeline(57).await;
 
     let announced = importer.import(&env.settings.sources[0]).await.unwrap();
     let report = transformer.drain().await.unwrap();
@@ -73,7 +73,7 @@ async fn end_to_end_the_table_holds_exactly_the_served_posts() {
 
 #[tokio::test]
 async fn a_redelivered_or_duplicated_message_loads_once() {
-    let (env, importer, mut transformer) = pipeline(20).await;
+    let (env, importer, transformer) = pipeline(20).await;
     let announced = importer.import(&env.settings.sources[0]).await.unwrap();
     // SQS is at-least-once: the same message twice, before and after the first load.
     env.send(&announced.to_json()).await;
@@ -94,7 +94,7 @@ async fn a_redelivered_or_duplicated_message_loads_once() {
 #[tokio::test]
 async fn an_older_batch_never_overwrites_what_a_newer_one_wrote() {
     let env = TestEnv::new().await;
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     let older_at: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
     let newer_at: DateTime<Utc> = "2026-11-24T11:00:00Z".parse().unwrap();
     let mut older = barge_sample_api::posts(3);
@@ -138,7 +138,7 @@ async fn an_older_batch_never_overwrites_what_a_newer_one_wrote() {
 #[tokio::test]
 async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
     let env = TestEnv::new().await;
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     let original = barge_sample_api::posts(3);
     env.announce("posts", "raw/posts/a.json", &json(&original))
         .await;
@@ -175,7 +175,7 @@ async fn a_later_batch_updates_rows_and_the_last_duplicate_in_a_batch_wins() {
 async fn a_source_without_primary_key_appends_each_object_once() {
     let mut env = TestEnv::new().await;
     env.settings.sources[0].primary_key.clear();
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     let batch = json(&barge_sample_api::posts(3));
     let first = env.announce("posts", "raw/posts/e1.json", &batch).await;
     env.announce("posts", "raw/posts/e2.json", &batch).await;
@@ -196,8 +196,8 @@ async fn two_transformers_racing_on_one_object_load_it_once() {
     let mut env = TestEnv::new().await;
     // Append-only: a second load would show as duplicate rows, not be merged away.
     env.settings.sources[0].primary_key.clear();
-    let mut first = transformer(&env).await;
-    let mut second = transformer(&env).await;
+    let first = transformer(&env).await;
+    let second = transformer(&env).await;
     let lock = lock_posts(&env).await;
     let announced = env
         .announce(
@@ -265,7 +265,7 @@ async fn every_column_type_round_trips_through_postgres() {
         columns,
         max_reject_ratio: 0.0,
     }];
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     let batch = r#"[
         {"id": 9007199254740993, "small": -32768, "medium": 2147483647, "ratio": 0.1,
          "score": 1.5, "label": "naïve \"text\"\n", "active": false,
@@ -346,7 +346,7 @@ async fn every_column_type_round_trips_through_postgres() {
 #[tokio::test]
 async fn a_database_refusal_rolls_back_the_batch_and_dead_letters_it_with_the_reason() {
     let env = TestEnv::new().await;
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     env.db()
         .await
         .batch_execute("ALTER TABLE posts ADD CONSTRAINT short_titles CHECK (length(title) < 5)")
@@ -557,7 +557,7 @@ async fn the_password_comes_from_secrets_manager_and_is_read_again_after_a_rotat
     env.settings.database.user = role.clone();
     env.settings.database.password = None;
     env.settings.database.password_secret = Some(secret.clone());
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     env.announce(
         "posts",
         "raw/posts/s1.json",
@@ -618,7 +618,7 @@ async fn the_password_comes_from_secrets_manager_and_is_read_again_after_a_rotat
 async fn a_copy_line_postgres_refuses_is_named_by_its_record() {
     let mut env = TestEnv::new().await;
     env.settings.sources[0].primary_key.clear(); // append-only: COPY straight into the table
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     env.db()
         .await
         .batch_execute("ALTER TABLE posts ADD CONSTRAINT no_three CHECK (id <> 3)")

@@ -147,7 +147,7 @@ async fn verify_full_connects_only_to_a_server_its_authority_vouches_for() {
         ..TestEnvOptions::default()
     })
     .await;
-    let mut transformer = transformer(&env).await;
+    let transformer = transformer(&env).await;
     env.announce(
         "posts",
         "raw/posts/tls.json",

@@ -16,7 +16,7 @@ pub mod shutdown;
 pub mod source;
 pub mod telemetry;
 
-pub use batch::{content_digest, json_kind, split_records};
+pub use batch::{RecordLayout, content_digest, json_kind, split_records};
 pub use message::BatchMessage;
 pub use redact::redact_url;
 pub use settings::Settings;

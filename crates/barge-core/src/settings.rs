@@ -388,12 +388,24 @@ pub struct TransformerSettings {
     /// above it.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Objects loaded at the same time, each on its own PostgreSQL connection: while one commits,
+    /// the next downloads and decodes. Two suit one vCPU; more pay off with more cores or a
+    /// database on another host.
+    pub concurrency: usize,
+    /// The largest record, in bytes of JSON text, the transformer holds: what bounds its memory
+    /// whatever the object's size. A larger record makes its object unreadable.
+    pub max_record_bytes: usize,
+    /// The most bytes an object may decompress to: a gzip bomb is an error, not hours of work.
+    pub max_object_bytes: u64,
 }
 
 impl Default for TransformerSettings {
     fn default() -> Self {
         Self {
             shutdown_grace: Duration::from_secs(60),
+            concurrency: 2,
+            max_record_bytes: 16 << 20,
+            max_object_bytes: 16 << 30,
         }
     }
 }
@@ -470,6 +482,19 @@ impl Settings {
                 "queue.wait_seconds is {}, SQS allows 0 to 20",
                 self.queue.wait_seconds
             )));
+        }
+        let transformer = &self.transformer;
+        if !(1..=64).contains(&transformer.concurrency) {
+            return Err(SettingsError::OutOfRange(format!(
+                "transformer.concurrency is {}, expected 1 to 64",
+                transformer.concurrency
+            )));
+        }
+        if transformer.max_record_bytes < 1024 || transformer.max_object_bytes < 1024 {
+            return Err(SettingsError::OutOfRange(
+                "transformer.max_record_bytes and transformer.max_object_bytes must be at least 1024"
+                    .into(),
+            ));
         }
         if self.storage.bucket.is_empty() {
             return Err(SettingsError::OutOfRange("storage.bucket is empty".into()));

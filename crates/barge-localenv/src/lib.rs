@@ -320,7 +320,8 @@ impl TestEnv {
             source: source.to_owned(),
             bucket: self.settings.storage.bucket.clone(),
             key: key.to_owned(),
-            record_count: barge_core::split_records(body).map_or(0, |r| r.len() as u64),
+            record_count: barge_core::split_records(body, barge_core::RecordLayout::of(key, None))
+                .map_or(0, |r| r.len() as u64),
             sha256: barge_core::content_digest(body),
             fetched_at,
         };

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use barge_core::{Column, ColumnType, Source};
 use libfuzzer_sys::fuzz_target;
-use transformer::record::map_record;
-use transformer::rejects::{Reject, to_ndjson};
+use transformer::record::RecordMapper;
+use transformer::rejects::write_line;
 
 static SOURCE: LazyLock<Source> = LazyLock::new(|| {
     let mut source = Source::jsonplaceholder_posts();
@@ -34,22 +34,24 @@ static SOURCE: LazyLock<Source> = LazyLock::new(|| {
 });
 
 fuzz_target!(|bytes: &[u8]| {
-    let Ok(records) = barge_core::split_records(bytes) else {
+    let Ok(records) = barge_core::split_records(bytes, barge_core::RecordLayout::Array) else {
         return;
     };
-    let mut rejects = Vec::new();
+    let mapper = RecordMapper::new(&SOURCE);
+    let mut ndjson = Vec::new();
+    let mut rejected = 0;
     for (index, record) in records.iter().enumerate() {
-        match map_record(&SOURCE, index, record) {
+        match mapper.map(index as u64, record) {
             Ok(cells) => assert_eq!(cells.len(), SOURCE.columns.len()),
             Err(error) => {
-                assert_eq!(error.index, index);
-                rejects.push(Reject { error, record });
+                assert_eq!(error.index, index as u64);
+                write_line(&mut ndjson, &error, record);
+                rejected += 1;
             }
         }
     }
-    let ndjson = to_ndjson(&rejects);
     let lines: Vec<&[u8]> = ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), rejects.len());
+    assert_eq!(lines.len(), rejected);
     for line in lines {
         // Lone surrogates stay as written, so check the syntax rather than decode strings.
         serde_json::from_slice::<&serde_json::value::RawValue>(line).expect("one JSON value per line");

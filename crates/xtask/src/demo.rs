@@ -56,7 +56,7 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     }
 
     println!("\n== transformer, until the queue is drained");
-    let mut transformer = Transformer::new(settings.clone(), aws).await?;
+    let transformer = Transformer::new(settings.clone(), aws).await?;
     let report = transformer.drain().await?;
     for loaded in &report.loaded {
         println!(

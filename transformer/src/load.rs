@@ -1,0 +1,537 @@
+//! One object's load, streamed end to end: the download, the decoding and the COPY run side by
+//! side, so that memory stays at a few chunks and one record whatever the object's size.
+//!
+//! ```text
+//! S3 body ──chunks──▶ [download task: SHA-256, stall timeout]
+//!                        ──chunks──▶ [blocking reader: gunzip, split, map, encode, spool rejects]
+//!                                       ──COPY chunks──▶ [load transaction: COPY, merge, ledger]
+//! ```
+//!
+//! The channels between the three are bounded, so a slow database slows the download rather
+//! than filling memory. Nothing commits until the whole object is read: a digest that differs
+//! from the announced one, an unreadable object or too many rejects roll the transaction back.
+
+use std::io::{BufRead, Read};
+
+use aws_sdk_s3::primitives::ByteStream;
+use barge_core::batch::{BatchFormatError, RecordLayout, SplitError, Splitter};
+use barge_core::settings::TransformerSettings;
+use barge_core::{BatchMessage, Source};
+use bytes::{Buf, Bytes};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::copy::CopyEncoder;
+use crate::error::{self, ProcessError};
+use crate::record::{RecordMapper, pg_type};
+use crate::rejects::Rejects;
+
+/// Chunks in flight between two stages: enough to keep each busy, few enough to bound memory.
+const IN_FLIGHT: usize = 4;
+/// Bytes decompressed per read.
+const READ_BYTES: usize = 64 << 10;
+
+/// The announced object, opened: its body still to be read.
+pub struct Opened {
+    body: ByteStream,
+    gzip: bool,
+    layout: RecordLayout,
+}
+
+/// Requests the object. A missing object is permanent; anything else may pass.
+pub async fn open(
+    aws: &barge_core::aws::AwsClients,
+    batch: &BatchMessage,
+) -> Result<Opened, ProcessError> {
+    let (bucket, key) = (batch.bucket.clone(), batch.key.clone());
+    let object = match aws.s3.get_object().bucket(&bucket).key(&key).send().await {
+        Ok(object) => object,
+        Err(err) => {
+            let reason = barge_core::error_chain(&err);
+            if err.as_service_error().is_some_and(|e| e.is_no_such_key()) {
+                return Err(ProcessError::MissingObject {
+                    bucket,
+                    key,
+                    reason,
+                });
+            }
+            return Err(ProcessError::Download {
+                bucket,
+                key,
+                reason,
+                class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
+            });
+        }
+    };
+    let gzip = object
+        .content_encoding()
+        .is_some_and(|encoding| encoding.to_ascii_lowercase().contains("gzip"))
+        || key.ends_with(".gz");
+    Ok(Opened {
+        layout: RecordLayout::of(&key, object.content_type()),
+        gzip,
+        body: object.body,
+    })
+}
+
+/// The object's bytes as they arrived, hashed.
+struct Downloaded {
+    sha256: String,
+}
+
+/// What the reader made of the object.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Records in the object.
+    pub records: u64,
+    /// Records mapped and encoded for COPY.
+    pub loaded: u64,
+    /// The rejected ones.
+    pub rejects: Rejects,
+}
+
+/// Why the reader stopped early.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The object is not a batch.
+    Format(BatchFormatError),
+    /// Rejected records could not be spooled to disk.
+    Spool(std::io::Error),
+    /// The load stopped taking rows (it failed; its error is the one to report).
+    Stopped,
+}
+
+/// The streaming pipeline of one object.
+pub struct Pipeline {
+    download: AbortOnDropHandle<Result<Downloaded, ProcessError>>,
+    reader: tokio::task::JoinHandle<(Tally, Result<(), ReadError>)>,
+    /// COPY data, for [`crate::database::Load::copy`].
+    pub chunks: mpsc::Receiver<Bytes>,
+}
+
+impl Pipeline {
+    /// Starts downloading and reading `opened` as records of `source`.
+    pub fn start(
+        opened: Opened,
+        batch: &BatchMessage,
+        source: &Source,
+        limits: &TransformerSettings,
+        stall: std::time::Duration,
+    ) -> Self {
+        let (bytes_in, bytes_out) = mpsc::channel(IN_FLIGHT);
+        let (chunks_in, chunks) = mpsc::channel(IN_FLIGHT);
+        let download = AbortOnDropHandle::new(tokio::spawn(download(
+            opened.body,
+            stall,
+            bytes_in,
+            batch.bucket.clone(),
+            batch.key.clone(),
+        )));
+        let reader = Reader {
+            source: source.clone(),
+            fetched_at: batch.fetched_at,
+            layout: opened.layout,
+            gzip: opened.gzip,
+            max_record_bytes: limits.max_record_bytes,
+            max_object_bytes: limits.max_object_bytes,
+        };
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut tally = Tally::default();
+            let outcome = reader.read(
+                ChannelReader {
+                    chunks: bytes_out,
+                    current: Bytes::new(),
+                },
+                &chunks_in,
+                &mut tally,
+            );
+            (tally, outcome)
+        });
+        Self {
+            download,
+            reader,
+            chunks,
+        }
+    }
+
+    /// Waits for both stages to end. A failed download comes first (a short read makes any
+    /// object look truncated), then a digest that is not the announced one, then the reader's
+    /// own verdict.
+    pub async fn finish(mut self, batch: &BatchMessage) -> (Tally, Result<(), ProcessError>) {
+        // Nothing more will be copied: a reader still producing stops at its next chunk.
+        self.chunks.close();
+        let (tally, read) = self.reader.await.expect("the object reader does not panic");
+        let downloaded = match self
+            .download
+            .await
+            .expect("the download task does not panic")
+        {
+            Ok(downloaded) => downloaded,
+            Err(err) => return (tally, Err(err)),
+        };
+        if downloaded.sha256 != batch.sha256 {
+            let err = ProcessError::Checksum {
+                key: batch.key.clone(),
+                expected: batch.sha256.clone(),
+                actual: downloaded.sha256,
+            };
+            return (tally, Err(err));
+        }
+        let outcome = match read {
+            Ok(()) | Err(ReadError::Stopped) => Ok(()),
+            Err(ReadError::Format(format)) => Err(ProcessError::Format {
+                key: batch.key.clone(),
+                format,
+            }),
+            Err(ReadError::Spool(err)) => Err(ProcessError::Spool {
+                key: batch.key.clone(),
+                reason: err.to_string(),
+            }),
+        };
+        (tally, outcome)
+    }
+}
+
+/// Forwards the body's chunks to the reader, hashing every byte; reads to the end even when
+/// the reader has stopped, so that a corrupted object is reported as such.
+async fn download(
+    mut body: ByteStream,
+    stall: std::time::Duration,
+    to_reader: mpsc::Sender<Bytes>,
+    bucket: String,
+    key: String,
+) -> Result<Downloaded, ProcessError> {
+    let mut hasher = Sha256::new();
+    loop {
+        let chunk = match tokio::time::timeout(stall, body.next()).await {
+            Err(_) => Err(format!("no data for {stall:?} while reading")),
+            Ok(None) => {
+                return Ok(Downloaded {
+                    sha256: barge_core::batch::hex_digest(hasher.finalize()),
+                });
+            }
+            Ok(Some(chunk)) => chunk.map_err(|err| barge_core::error_chain(&err)),
+        };
+        let chunk = chunk.map_err(|reason| ProcessError::Download {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            reason,
+            class: error::storage_class(None),
+        })?;
+        hasher.update(&chunk);
+        // A reader that stopped no longer needs the bytes; the digest still does.
+        let _ = to_reader.send(chunk).await;
+    }
+}
+
+/// The downloaded chunks as a blocking reader, for the decoder thread.
+struct ChannelReader {
+    chunks: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => break,
+            }
+        }
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.current.advance(amount);
+    }
+}
+
+/// Decodes an object's records into COPY data, on a blocking thread.
+struct Reader {
+    source: Source,
+    fetched_at: chrono::DateTime<chrono::Utc>,
+    layout: RecordLayout,
+    gzip: bool,
+    max_record_bytes: usize,
+    max_object_bytes: u64,
+}
+
+/// gzip's magic bytes: a gzip object is read as one even when nothing declared it.
+const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+
+impl Reader {
+    fn read(
+        &self,
+        mut input: ChannelReader,
+        chunks: &mpsc::Sender<Bytes>,
+        tally: &mut Tally,
+    ) -> Result<(), ReadError> {
+        let mapper = RecordMapper::new(&self.source);
+        let types = self
+            .source
+            .columns
+            .iter()
+            .map(|c| pg_type(c.column_type))
+            .collect();
+        let mut encoder = CopyEncoder::new(types, self.fetched_at);
+        let mut splitter = Splitter::new(self.layout, self.max_record_bytes);
+        let mut on_record = |text: &str| -> Result<(), ReadError> {
+            let index = tally.records;
+            tally.records += 1;
+            let mapped = mapper.map(index, text).and_then(|cells| {
+                encoder
+                    .row(&cells)
+                    .map_err(|problem| crate::record::RecordError {
+                        index,
+                        at: Default::default(),
+                        problem,
+                    })
+            });
+            match mapped {
+                Ok(()) => tally.loaded += 1,
+                Err(error) => tally.rejects.add(error, text).map_err(ReadError::Spool)?,
+            }
+            if let Some(chunk) = encoder.full_chunk() {
+                chunks
+                    .blocking_send(chunk)
+                    .map_err(|_| ReadError::Stopped)?;
+            }
+            Ok(())
+        };
+        let gzip = self.gzip
+            || input
+                .fill_buf()
+                .is_ok_and(|start| start.starts_with(GZIP_MAGIC));
+        let mut fed = 0u64;
+        let mut feed = |bytes: &[u8], splitter: &mut Splitter| -> Result<(), ReadError> {
+            fed += bytes.len() as u64;
+            if fed > self.max_object_bytes {
+                return Err(ReadError::Format(BatchFormatError::TooLarge(
+                    self.max_object_bytes,
+                )));
+            }
+            splitter.push(bytes, &mut on_record).map_err(split_error)
+        };
+        if gzip {
+            let mut decoder = flate2::bufread::MultiGzDecoder::new(&mut input);
+            let mut buffer = vec![0; READ_BYTES];
+            loop {
+                let n = decoder
+                    .read(&mut buffer)
+                    .map_err(|err| ReadError::Format(BatchFormatError::Gzip(err.to_string())))?;
+                if n == 0 {
+                    break;
+                }
+                feed(&buffer[..n], &mut splitter)?;
+            }
+        } else {
+            loop {
+                let available = input.fill_buf().expect("channel reads never fail");
+                if available.is_empty() {
+                    break;
+                }
+                let n = available.len();
+                feed(available, &mut splitter)?;
+                input.consume(n);
+            }
+        }
+        splitter.finish(&mut on_record).map_err(split_error)?;
+        chunks
+            .blocking_send(encoder.finish())
+            .map_err(|_| ReadError::Stopped)
+    }
+}
+
+fn split_error(err: SplitError<ReadError>) -> ReadError {
+    match err {
+        SplitError::Format(format) => ReadError::Format(format),
+        SplitError::Record(err) => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use barge_core::{Column, ColumnType};
+    use futures_util::SinkExt;
+
+    use super::*;
+
+    /// A source with every column type, each nullable.
+    fn every_type() -> Source {
+        let mut source = Source::jsonplaceholder_posts();
+        source.primary_key.clear();
+        source.table = "every_type".into();
+        source.columns = [
+            ("id", ColumnType::Bigint),
+            ("i4", ColumnType::Integer),
+            ("i2", ColumnType::Smallint),
+            ("f8", ColumnType::DoublePrecision),
+            ("f4", ColumnType::Real),
+            ("txt", ColumnType::Text),
+            ("flag", ColumnType::Boolean),
+            ("doc", ColumnType::Jsonb),
+            ("at", ColumnType::Timestamptz),
+            ("day", ColumnType::Date),
+        ]
+        .into_iter()
+        .map(|(name, column_type)| Column {
+            name: name.into(),
+            column_type,
+            field: None,
+            nullable: name != "id",
+        })
+        .collect();
+        source
+    }
+
+    /// Records written as raw JSON text: escapes of every kind, multi-byte characters (whose
+    /// bytes chunk boundaries will split), NULLs and missing fields, the types' extremes.
+    fn records() -> Vec<String> {
+        let mut records = vec![
+            r#"{"id":1,"i4":-2147483648,"i2":32767,"f8":1.5e300,"f4":0.25,"txt":"caf\u00e9 \ud83d\ude80 \"q\" back\\slash\nnew\ttab \/","flag":true,"doc":{"k":["é",1.0,null,{"n":-0}]},"at":"2026-11-25T10:11:12.123456+05:30","day":"2026-02-28"}"#.to_owned(),
+            r#"{"id":2,"i4":null,"i2":null,"f8":null,"f4":null,"txt":null,"flag":null,"doc":null,"at":null,"day":null}"#.to_owned(),
+            r#"{"id":3}"#.to_owned(),
+            r#"{"id":4,"txt":"日本語テキスト🚀🚀","doc":"just a string \u0041","f8":-0.0,"day":"0001-01-01","at":"1970-01-01T00:00:00Z","flag":false}"#.to_owned(),
+            r#"{"id":5,"txt":"","doc":[],"i4":2147483647,"i2":-32768,"f8":1.2345e20}"#.to_owned(),
+        ];
+        let mut rng = fastrand::Rng::with_seed(8);
+        for id in 6..200 {
+            let text: String = (0..rng.usize(0..40))
+                .map(|_| match rng.u8(0..6) {
+                    0 => "\\\"".to_owned(),
+                    1 => "\\\\".to_owned(),
+                    2 => format!("\\u{:04x}", rng.u32(0x20..0xd000)),
+                    3 => "ü€🚀".chars().nth(rng.usize(0..3)).unwrap().to_string(),
+                    4 => "\\n".to_owned(),
+                    _ => rng.alphanumeric().to_string(),
+                })
+                .collect();
+            records.push(format!(
+                r#"{{"id":{id},"txt":"{text}","doc":{{"t":"{text}"}},"i4":{}}}"#,
+                rng.i32(..)
+            ));
+        }
+        records
+    }
+
+    /// Runs the reader over `object` split into chunks of `size`; returns the COPY data.
+    async fn encode(source: &Source, object: Vec<u8>, size: usize, gzip: bool) -> Vec<Bytes> {
+        let (bytes_in, bytes_out) = mpsc::channel(IN_FLIGHT);
+        let (chunks_in, mut chunks) = mpsc::channel(IN_FLIGHT);
+        let reader = Reader {
+            source: source.clone(),
+            fetched_at: "2026-11-25T00:00:00Z".parse().unwrap(),
+            layout: RecordLayout::Array,
+            gzip,
+            max_record_bytes: 1 << 20,
+            max_object_bytes: 1 << 30,
+        };
+        let reading = tokio::task::spawn_blocking(move || {
+            let mut tally = Tally::default();
+            let input = ChannelReader {
+                chunks: bytes_out,
+                current: Bytes::new(),
+            };
+            let outcome = reader.read(input, &chunks_in, &mut tally);
+            (tally, outcome)
+        });
+        let feeding = tokio::spawn(async move {
+            for chunk in object.chunks(size) {
+                bytes_in.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+            }
+        });
+        let mut copy = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            copy.push(chunk);
+        }
+        feeding.await.unwrap();
+        let (tally, outcome) = reading.await.unwrap();
+        outcome.unwrap();
+        assert_eq!(tally.rejects.count(), 0, "{:?}", tally.rejects.first);
+        copy
+    }
+
+    /// What barge loads equals what PostgreSQL itself reads from the same JSON, whatever the
+    /// chunk boundaries (inside escapes and multi-byte characters) and plain or gzip.
+    #[tokio::test]
+    async fn copy_data_is_what_postgres_reads_from_the_json_at_any_chunking() {
+        let env = barge_localenv::TestEnv::new().await;
+        let client = env.db().await;
+        let source = every_type();
+        let array = format!("[{}]", records().join(",\n"));
+        client
+            .batch_execute(&crate::database::create_table_sql("public", &source))
+            .await
+            .unwrap();
+        // PostgreSQL's own reading of the same JSON, column by column.
+        client
+            .batch_execute(
+                "CREATE TABLE expected (LIKE every_type);
+                 CREATE TABLE json_text (doc text)",
+            )
+            .await
+            .unwrap();
+        client
+            .execute("INSERT INTO json_text VALUES ($1)", &[&array])
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO expected SELECT (j->>'id')::bigint, (j->>'i4')::integer,
+                   (j->>'i2')::smallint, (j->>'f8')::float8, (j->>'f4')::real, j->>'txt',
+                   (j->>'flag')::boolean, CASE WHEN j->'doc' = 'null' THEN NULL ELSE j->'doc' END,
+                   (j->>'at')::timestamptz, (j->>'day')::date, '2026-11-25T00:00:00Z'
+                 FROM json_text, jsonb_array_elements(doc::jsonb) AS e(j)",
+            )
+            .await
+            .unwrap();
+        let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzipped.write_all(array.as_bytes()).unwrap();
+        let gzipped = gzipped.finish().unwrap();
+        let cases = [1, 2, 3, 5, 7, 64, 1 << 20]
+            .into_iter()
+            .map(|size| (size, false))
+            .chain([(1, true), (13, true), (4096, true)]);
+        for (size, gzip) in cases {
+            let object = if gzip {
+                gzipped.clone()
+            } else {
+                array.clone().into_bytes()
+            };
+            let copy = encode(&source, object, size, gzip).await;
+            client.batch_execute("TRUNCATE every_type").await.unwrap();
+            let sink = client
+                .copy_in::<_, Bytes>(&crate::database::copy_sql("every_type", &source))
+                .await
+                .unwrap();
+            let mut sink = std::pin::pin!(sink);
+            for chunk in copy {
+                sink.send(chunk).await.unwrap();
+            }
+            assert_eq!(sink.finish().await.unwrap(), records().len() as u64);
+            let differing: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM ((TABLE every_type EXCEPT ALL TABLE expected)
+                     UNION ALL (TABLE expected EXCEPT ALL TABLE every_type)) d",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(differing, 0, "chunks of {size} bytes, gzip {gzip}");
+        }
+    }
+}
