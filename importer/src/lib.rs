@@ -1,26 +1,31 @@
 //! The importer: fetch each source's JSON array, archive the bytes untouched in S3 under a
-//! date-partitioned key, then announce the object on SQS.
+//! date-partitioned key as they stream in ([`archive`]), then announce the object on SQS.
 //!
 //! The order is the invariant: a message is sent only for an object that is already durably in
 //! S3, and nothing at all is written for a response that is not a JSON array.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use aws_sdk_s3::primitives::ByteStream;
 use barge_core::aws::{AwsClients, QueueUrlError};
+use barge_core::batch::{RecordLayout, SplitError, Splitter};
 use barge_core::message::{MESSAGE_VERSION, archive_key};
 use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings, Source};
-use bytes::Bytes;
 use chrono::Utc;
+use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod archive;
 mod error;
 
 pub use error::ImportError;
+
+/// How much of an error response's body is quoted: enough for the API's reason.
+const STATUS_BODY_BYTES: usize = 200;
 
 /// Imports sources into the archive and queue. Cheap to clone: clients are shared handles.
 #[derive(Debug, Clone)]
@@ -127,34 +132,40 @@ impl Importer {
         outcome
     }
 
-    /// Fetches one batch of `source`, archives it and announces it.
+    /// Fetches one batch of `source`, archiving it as it arrives, and announces it.
     pub async fn import(&self, source: &Source) -> Result<BatchMessage, ImportError> {
-        let (body, record_count) = self.fetch(source).await?;
         let fetched_at = Utc::now();
         let run_id = uuid::Uuid::now_v7().to_string();
+        let bucket = &self.settings.storage.bucket;
         let key = archive_key(
             &self.settings.storage.prefix,
             &source.name,
             fetched_at,
             &run_id,
         );
+        let (record_count, sha256) = self.fetch_into_archive(source, bucket, &key).await?;
         let message = BatchMessage {
             version: MESSAGE_VERSION,
             source: source.name.clone(),
-            bucket: self.settings.storage.bucket.clone(),
+            bucket: bucket.clone(),
             key,
             record_count,
-            sha256: barge_core::content_digest(&body),
+            sha256,
             fetched_at,
         };
-        self.archive(&message, body).await?;
         self.announce(&message).await?;
         Ok(message)
     }
 
-    /// GETs the source and checks that the body is a JSON array, returning the untouched bytes
-    /// and the number of records.
-    async fn fetch(&self, source: &Source) -> Result<(Bytes, u64), ImportError> {
+    /// GETs the source and streams the body into the archive object `key`, checking as it goes
+    /// that it is a JSON array; returns the number of records and the body's SHA-256. A body
+    /// that is not a batch, or a request or upload that fails half-way, leaves no object.
+    async fn fetch_into_archive(
+        &self,
+        source: &Source,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(u64, String), ImportError> {
         let url = barge_core::redact_url(&source.url);
         // reqwest's errors repeat the URL, query string and all: drop it, `url` is redacted.
         let transport = |err: reqwest::Error| ImportError::Transport {
@@ -162,49 +173,71 @@ impl Importer {
             url: url.clone(),
             reason: barge_core::error_chain(&err.without_url()),
         };
-        let response = self.http.get(&source.url).send().await.map_err(transport)?;
+        let mut response = self.http.get(&source.url).send().await.map_err(transport)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
+            let mut start = Vec::new();
+            while start.len() < STATUS_BODY_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            start.truncate(STATUS_BODY_BYTES);
             return Err(ImportError::Status {
                 source_name: source.name.clone(),
                 url: url.clone(),
                 status: status.as_u16(),
-                body_start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                body_start: String::from_utf8_lossy(&start).into_owned(),
             });
         }
-        let records = barge_core::split_records(&body).map_err(|format| ImportError::Format {
+        let archive_error = |reason| ImportError::Archive {
             source_name: source.name.clone(),
-            url: url.clone(),
-            format,
-        })?;
-        let record_count = records.len() as u64;
-        Ok((body, record_count))
-    }
-
-    /// Writes the raw bytes; `If-None-Match: *` makes the archive write-once, so a key can never
-    /// be overwritten even by a buggy or replayed importer.
-    async fn archive(&self, message: &BatchMessage, body: Bytes) -> Result<(), ImportError> {
-        self.aws
-            .s3
-            .put_object()
-            .bucket(&message.bucket)
-            .key(&message.key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .metadata("source", &message.source)
-            .metadata("record-count", message.record_count.to_string())
-            .metadata("sha256", &message.sha256)
-            .body(ByteStream::from(body))
-            .send()
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let format_error = |err: SplitError<Infallible>| match err {
+            SplitError::Format(format) => ImportError::Format {
+                source_name: source.name.clone(),
+                url: url.clone(),
+                format,
+            },
+            SplitError::Record(never) => match never {},
+        };
+        let mut upload = archive::Upload::new(&self.aws.s3, bucket, key, &source.name);
+        let mut splitter = Splitter::new(
+            RecordLayout::Array,
+            self.settings.transformer.max_record_bytes,
+        );
+        let mut hasher = Sha256::new();
+        let mut count = |_: &str| Ok::<(), Infallible>(());
+        let streamed = async {
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                hasher.update(&chunk);
+                splitter.push(&chunk, &mut count).map_err(format_error)?;
+                upload.write(&chunk).await.map_err(archive_error)?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = streamed {
+            upload.abort().await;
+            return Err(err);
+        }
+        let records = match splitter.finish(&mut count) {
+            Ok(records) => records,
+            Err(err) => {
+                upload.abort().await;
+                return Err(format_error(err));
+            }
+        };
+        let sha256 = barge_core::batch::hex_digest(hasher.finalize());
+        upload
+            .finish(&sha256, records)
             .await
-            .map_err(|err| ImportError::Archive {
-                source_name: message.source.clone(),
-                bucket: message.bucket.clone(),
-                key: message.key.clone(),
-                reason: barge_core::error_chain(&err),
-            })?;
-        Ok(())
+            .map_err(archive_error)?;
+        Ok((records, sha256))
     }
 
     async fn announce(&self, message: &BatchMessage) -> Result<(), ImportError> {

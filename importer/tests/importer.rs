@@ -82,6 +82,76 @@ async fn archives_the_untouched_body_and_announces_it() {
     assert_eq!(receive_all(&env).await, [message]);
 }
 
+/// Multipart uploads still open in the test's bucket (an aborted one must leave none).
+async fn open_uploads(env: &TestEnv) -> usize {
+    env.aws
+        .s3
+        .list_multipart_uploads()
+        .bucket(&env.settings.storage.bucket)
+        .send()
+        .await
+        .unwrap()
+        .uploads
+        .unwrap_or_default()
+        .len()
+}
+
+#[tokio::test]
+async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
+    // About 12 MiB: more than one 8 MiB part.
+    let url = spawn_sample_api(100_000).await;
+    let env = TestEnv::new().await.with_posts_url(&url);
+    let served = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert!(served.len() > 8 << 20, "{} bytes", served.len());
+    let importer = Importer::new(env.settings.clone(), env.aws.clone())
+        .await
+        .unwrap();
+
+    let message = importer.import(&env.settings.sources[0]).await.unwrap();
+
+    assert_eq!(env.object_keys().await, [message.key.as_str()]);
+    let stored = env.object(&message.key).await;
+    assert!(
+        stored == served,
+        "the archive holds the response byte for byte"
+    );
+    assert_eq!(message.sha256, format!("{:x}", Sha256::digest(&stored)));
+    assert_eq!(message.record_count, 100_000);
+    assert_eq!(open_uploads(&env).await, 0);
+    assert_eq!(receive_all(&env).await, [message]);
+}
+
+#[tokio::test]
+async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
+    // 9 MiB of records, then the array never closes: a part is uploaded before the end shows it.
+    let mut body = "[".to_owned();
+    while body.len() < 9 << 20 {
+        body.push_str(r#"{"id":1,"title":"a record of a response that breaks off"},"#);
+    }
+    let length = body.len();
+    let api = Router::new().route("/broken", get(move || async move { body }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/broken", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let env = TestEnv::new().await.with_posts_url(&url);
+    let importer = Importer::new(env.settings.clone(), env.aws.clone())
+        .await
+        .unwrap();
+
+    let error = importer.import(&env.settings.sources[0]).await.unwrap_err();
+
+    let expected =
+        format!("not valid JSON: ended before the closing ] of the array at offset {length}");
+    assert!(error.to_string().ends_with(&expected), "{error}");
+    assert!(env.object_keys().await.is_empty());
+    assert_eq!(
+        open_uploads(&env).await,
+        0,
+        "the multipart upload is aborted"
+    );
+    assert!(receive_all(&env).await.is_empty());
+}
+
 fn uuid_like(text: &str) -> bool {
     text.len() == 36 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
@@ -135,7 +205,7 @@ async fn bad_responses_are_named_and_write_nothing() {
         html.to_string(),
         format!(
             "source \"posts\": GET {base}/html did not return a batch: \
-             not valid JSON: expected value at line 1 column 1"
+             not valid JSON: expected a JSON array at offset 0"
         )
     );
     let object = attempt("/object").await;
