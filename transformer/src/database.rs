@@ -242,7 +242,9 @@ pub fn create_table_sql(schema: &str, source: &Source) -> String {
     )
 }
 
-fn create_stage_sql(source: &Source) -> String {
+/// The temporary table a keyed load COPYs into before the merge: `barge_ordinal` numbering the
+/// records in batch order, the declared columns and the batch time; dropped at commit.
+pub fn create_stage_sql(source: &Source) -> String {
     let columns: Vec<String> = source
         .columns
         .iter()
@@ -256,7 +258,7 @@ fn create_stage_sql(source: &Source) -> String {
 }
 
 /// COPY of the declared columns and the batch time into `table` (the stage or the target).
-fn copy_sql(table: &str, source: &Source) -> String {
+pub fn copy_sql(table: &str, source: &Source) -> String {
     format!(
         "COPY {table} ({}, {FETCHED_AT}) FROM STDIN (FORMAT binary)",
         column_list(source)

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-mod database;
+pub mod database;
 mod dead_letter;
 pub mod decode;
 mod error;
