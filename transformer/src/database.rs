@@ -330,8 +330,9 @@ pub fn create_table_sql(schema: &str, source: &Source) -> String {
     )
 }
 
-/// The per-transaction staging table of a keyed source: its columns, a batch-order ordinal, and
-/// the batch time. Temporary tables are never WAL-logged.
+/// The temporary table a keyed load COPYs into before the merge: `barge_ordinal` numbering the
+/// records in batch order, the declared columns and the batch time; dropped at commit.
+/// Temporary tables are never WAL-logged.
 pub fn create_stage_sql(source: &Source) -> String {
     let columns: Vec<String> = source
         .columns

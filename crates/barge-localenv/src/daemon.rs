@@ -40,6 +40,11 @@ impl Daemon {
         Self { child, log }
     }
 
+    /// Its process id, for reading its CPU time and memory from `/proc`.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

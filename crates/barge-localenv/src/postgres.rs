@@ -163,6 +163,31 @@ impl Cluster {
         )
     }
 
+    /// The cluster's own `psql`, run as the calling user (so it reads and writes files as that
+    /// user), connected to `dbname` as the superuser, without `~/.psqlrc` and stopping at the
+    /// first error.
+    pub fn psql(&self, dbname: &str) -> Command {
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", SUPERUSER)
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .env("PGDATABASE", dbname);
+        psql
+    }
+
+    /// The postmaster's process id, from its pid file (whose first line it is).
+    pub fn postmaster_pid(&self) -> anyhow::Result<u32> {
+        let pid_file = self.data().join("postmaster.pid");
+        let text = fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .with_context(|| format!("{} does not start with a pid", pid_file.display()))
+    }
+
     /// Stops the server (fast: open sessions are disconnected), keeping the data.
     pub fn stop(&self) {
         let _ = self
@@ -308,9 +333,13 @@ pub fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Last lines of a log, for errors.
+/// Last lines of a log file, for errors.
 pub fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
+    last_lines(&fs::read_to_string(path).unwrap_or_default())
+}
+
+/// The last 20 lines of a log's text.
+pub fn last_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }

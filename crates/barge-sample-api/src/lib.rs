@@ -1,13 +1,20 @@
 //! A stand-in for JSONPlaceholder: `GET /posts` answers a JSON array of `count` posts whose
 //! content is a pure function of the post id, so the demo and tests run offline and can compare
 //! every loaded row with what was served. `GET /posts?delay_ms=N` answers after N ms.
+//!
+//! The array is streamed, made a chunk of posts at a time as the client reads it, so that
+//! serving a million posts (`cargo xtask bench`) costs neither the memory of the whole array nor
+//! a wait before the first byte.
 
+use std::convert::Infallible;
 use std::future::Future;
-
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -51,6 +58,29 @@ pub fn posts(count: i64) -> Vec<Post> {
     (1..=count).map(post).collect()
 }
 
+/// Posts per chunk of the streamed body: a few hundred kilobytes, so that chunk overhead is
+/// nothing and memory is one chunk, whatever the count.
+const CHUNK_POSTS: usize = 1_000;
+
+/// The JSON array of posts 1 to `count`, byte for byte what serializing [`posts`] gives, in
+/// chunks made only when the one before has been taken.
+fn body_chunks(count: i64) -> impl Iterator<Item = Bytes> + Send + 'static {
+    let chunks = (1..=count).step_by(CHUNK_POSTS).map(move |first| {
+        let last = count.min(first + CHUNK_POSTS as i64 - 1);
+        let mut chunk = Vec::new();
+        for id in first..=last {
+            if id > 1 {
+                chunk.push(b',');
+            }
+            serde_json::to_writer(&mut chunk, &post(id)).expect("a post serializes");
+        }
+        Bytes::from(chunk)
+    });
+    std::iter::once(Bytes::from_static(b"["))
+        .chain(chunks)
+        .chain(std::iter::once(Bytes::from_static(b"]")))
+}
+
 /// The API's routes, serving `count` posts.
 pub fn router(count: i64) -> Router {
     Router::new()
@@ -65,14 +95,16 @@ struct PostsQuery {
     delay_ms: Option<u64>,
 }
 
-async fn list_posts(
-    State(count): State<i64>,
-    Query(query): Query<PostsQuery>,
-) -> axum::Json<Vec<Post>> {
+async fn list_posts(State(count): State<i64>, Query(query): Query<PostsQuery>) -> Response {
     if let Some(delay) = query.delay_ms {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    axum::Json(posts(count))
+    let chunks = futures_util::stream::iter(body_chunks(count).map(Ok::<_, Infallible>));
+    (
+        [(CONTENT_TYPE, "application/json")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// Where the sample API listens for local runs: `deploy/local/barge.toml`'s source points here.
@@ -127,5 +159,18 @@ mod tests {
         assert!(post(14).title.contains('"'));
         assert!(post(10).body.contains('\n'));
         assert_eq!(posts(3).iter().map(|p| p.id).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn the_streamed_body_is_the_serialized_array() {
+        for count in [0, 1, 999, 1_000, 1_001, 2_500] {
+            let streamed: Vec<u8> = body_chunks(count).flatten().collect();
+            assert_eq!(
+                streamed,
+                serde_json::to_vec(&posts(count)).unwrap(),
+                "{count}"
+            );
+        }
+        assert_eq!(body_chunks(2_500).count(), 5, "[, three chunks, ]");
     }
 }

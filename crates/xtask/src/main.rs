@@ -6,6 +6,8 @@
 //!   then check the deployment (Terraform, systemd units, install script) statically.
 //! - `up`, `env`, `down`: the local loop, services left running for `cargo run` of the daemons.
 //! - `dist`: the release tarball of both daemons for the hosts.
+//! - `bench`: barge's load throughput, CPU and memory against PostgreSQL's own COPY and merge of
+//!   the same rows, on local services (a benchmark, not part of `test`).
 //! - `fuzz`: run the cargo-fuzz targets on the nightly toolchain (not part of `test`).
 //!
 //! Services bind to loopback: `demo` and `test` on free ports, stopped on success, failure,
@@ -18,6 +20,7 @@ use clap::{Parser, Subcommand};
 use tokio::process::Command as TokioCommand;
 use tokio::signal::unix::{SignalKind, signal};
 
+mod bench;
 mod demo;
 mod deploy_checks;
 mod dist;
@@ -49,6 +52,18 @@ enum Command {
     },
     /// Build the release tarball the hosts install (stripped binaries, units, install.sh).
     Dist,
+    /// Measure barge's loads against psql's COPY and merge of the same rows (takes long).
+    Bench {
+        /// Posts of W1, W1a, W2 and W4, in objects of 10,000 (e.g. 100000 for a quick run).
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        posts: u64,
+        /// Runs of every measurement; each figure is their median.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
+        /// Size of W3's single object in MiB.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+        w3_mib: u64,
+    },
     /// Start LocalStack, PostgreSQL and the sample API in the background for `cargo run`.
     Up,
     /// Print the environment of the running local loop (`eval "$(cargo xtask env)"`).
@@ -88,6 +103,18 @@ async fn main() -> ExitCode {
             Command::Test { args } => test_suite::run(&args).await,
             Command::Fuzz { seconds, targets } => fuzz::run(seconds, targets).await,
             Command::Dist => dist::run().await,
+            Command::Bench {
+                posts,
+                runs,
+                w3_mib,
+            } => {
+                bench::run(bench::Options {
+                    posts,
+                    runs,
+                    w3_mib,
+                })
+                .await
+            }
             Command::Up => local_loop::up().await,
             Command::Env => local_loop::env(),
             Command::Down { keep } => local_loop::down(keep),

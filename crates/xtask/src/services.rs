@@ -25,7 +25,7 @@ pub const LOCALSTACK_PORT: u16 = 14566;
 /// The local loop's PostgreSQL port.
 pub const POSTGRES_PORT: u16 = 15432;
 /// LocalStack 4.14 is the last release that runs without an auth token; newer ones refuse.
-const LOCALSTACK_VERSION: &str = "4.14.0";
+pub const LOCALSTACK_VERSION: &str = "4.14.0";
 /// uv resolves and installs the pinned LocalStack set in seconds rather than pip's minutes.
 const UV_VERSION: &str = "0.13.9";
 /// How long LocalStack may take to answer real S3 and SQS calls.
@@ -88,7 +88,7 @@ impl Layout {
 }
 
 /// A port nothing listens on now.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -121,6 +121,11 @@ impl Services {
         })
     }
 
+    /// LocalStack's URL.
+    pub fn endpoint(&self) -> String {
+        self.layout.endpoint()
+    }
+
     /// Clients for LocalStack with its test credentials.
     pub async fn aws(&self) -> AwsClients {
         self.localstack.clients().await
@@ -129,6 +134,25 @@ impl Services {
     /// Connection settings for `dbname` as the cluster's superuser.
     pub fn database(&self, dbname: &str) -> DatabaseSettings {
         self.postgres.settings(dbname)
+    }
+
+    /// The cluster's own `psql`, connected to `dbname` as the superuser.
+    pub fn psql(&self, dbname: &str) -> Command {
+        self.postgres.psql(dbname)
+    }
+
+    /// PostgreSQL's postmaster, the parent of every server process.
+    pub fn postgres_pid(&self) -> anyhow::Result<u32> {
+        self.postgres.postmaster_pid()
+    }
+
+    /// LocalStack's main process, the root of its process tree.
+    pub fn localstack_pid(&self) -> anyhow::Result<u32> {
+        self.localstack
+            .child
+            .as_ref()
+            .map(Child::id)
+            .context("LocalStack runs detached from this process")
     }
 
     /// Environment for processes that use the services: the AWS chain pointed at LocalStack and
@@ -220,12 +244,17 @@ pub fn signal_group(pid: u32, signal: &str) {
 /// Whether process `pid` runs: it exists and is not a zombie (an orphan that exited stays a
 /// zombie where nothing reaps reparented processes, as in some containers).
 pub fn is_alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the parenthesised command name: `pid (comm) S …`.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state != 'Z')
-    })
+    proc_stat(pid).is_some_and(|fields| fields[0] != "Z")
+}
+
+/// The fields of `/proc/<pid>/stat` after the parenthesised command name (which may hold
+/// spaces): the state first, so field *n* of `proc(5)` is at index *n* − 3. `None` if there is
+/// no such process.
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    (!fields.is_empty()).then_some(fields)
 }
 
 /// Signals a process group and waits for `pid` to exit, escalating to SIGKILL.
