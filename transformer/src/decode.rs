@@ -477,14 +477,18 @@ impl<'de> Visitor<'de> for Check {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some(first) = map.next_key_seed(Text)? else {
+            return Ok(());
+        };
+        if first == NUMBER_TOKEN {
+            return map.next_value::<IgnoredAny>().map(drop);
+        }
         let mut seen = SeenKeys::default();
-        while let Some(key) = map.next_key_seed(Text)? {
-            if key == NUMBER_TOKEN && seen.few.is_empty() {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            seen.note(key)?;
+        let mut key = Some(first);
+        while let Some(name) = key {
+            seen.note(name)?;
             map.next_value_seed(Check)?;
+            key = map.next_key_seed(Text)?;
         }
         Ok(())
     }
