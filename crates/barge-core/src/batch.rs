@@ -428,7 +428,9 @@ impl Splitter {
         if bytes.iter().all(|b| is_space(*b)) {
             return Ok(());
         }
-        let text = std::str::from_utf8(bytes).map_err(|err| {
+        // Every byte of every record is checked here, once: the SIMD check is several times
+        // faster than the standard library's on non-ASCII text.
+        let text = simdutf8::compat::from_utf8(bytes).map_err(|err| {
             BatchFormatError::NotUtf8(self.record_offset + err.valid_up_to() as u64)
         })?;
         self.records += 1;
