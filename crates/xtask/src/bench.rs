@@ -42,7 +42,7 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use transformer::database::{
-    FETCHED_AT, copy_sql, create_stage_sql, create_table_sql, merge_sql, qualified,
+    FETCHED_AT, KeysInBatch, copy_sql, create_stage_sql, create_table_sql, merge_sql, qualified,
 };
 
 use crate::services::{
@@ -1460,7 +1460,8 @@ impl<'a> Bench<'a> {
                         "BEGIN".into(),
                         stage,
                         copy,
-                        merge_sql(schema, &source),
+                        // What barge runs first, and all it runs on these unique keys.
+                        merge_sql(schema, &source, KeysInBatch::Unique),
                         "COMMIT".into(),
                     ]
                 }
@@ -1849,10 +1850,13 @@ mod tests {
         );
         let stage = create_stage_sql(&source);
         assert!(
-            merge_sql("public", &source)
+            merge_sql("public", &source, KeysInBatch::Unique)
                 .contains(&format!("FROM {} ", stage_table(&stage).unwrap()))
         );
-        assert!(merge_sql("public", &source).contains("\"public\".\"baseline_posts\""));
+        assert!(
+            merge_sql("public", &source, KeysInBatch::Unique)
+                .contains("\"public\".\"baseline_posts\"")
+        );
     }
 
     #[test]
