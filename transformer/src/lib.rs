@@ -577,7 +577,7 @@ impl Transformer {
             return Ok(Done::Duplicate(key.to_owned()));
         };
         let copied = load.copy(&mut pipeline.chunks).await;
-        let (tally, read) = pipeline.finish(&batch).await;
+        let (tally, read) = pipeline.finish(&batch, copied.is_err()).await;
         read?;
         let copied = copied.map_err(|err| database_error(&err, Some(&tally.rejects)))?;
         let rejected = tally.rejects.count();

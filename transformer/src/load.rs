@@ -155,13 +155,25 @@ impl Pipeline {
         }
     }
 
-    /// Waits for both stages to end. A failed download comes first (a short read makes any
-    /// object look truncated), then a digest that is not the announced one, then the reader's
-    /// own verdict.
-    pub async fn finish(mut self, batch: &BatchMessage) -> (Tally, Result<(), ProcessError>) {
+    /// Waits for both stages to end, and says which error, if any, is the object's.
+    ///
+    /// After the COPY failed (`copy_failed`), the COPY's error is the one to report, unless the
+    /// reader failed first (a stream that ended early can make the COPY fail too): then the
+    /// download is not waited for. Otherwise a failed download comes first (a short read makes
+    /// any object look truncated), then a digest that is not the announced one, then the
+    /// reader's own verdict.
+    pub async fn finish(
+        mut self,
+        batch: &BatchMessage,
+        copy_failed: bool,
+    ) -> (Tally, Result<(), ProcessError>) {
         // Nothing more will be copied: a reader still producing stops at its next chunk.
         self.chunks.close();
         let (tally, read) = self.reader.await.expect("the object reader does not panic");
+        if copy_failed && matches!(read, Ok(()) | Err(ReadError::Stopped)) {
+            self.download.abort();
+            return (tally, Ok(()));
+        }
         let downloaded = match self
             .download
             .await
