@@ -78,8 +78,11 @@ impl<'a> Upload<'a> {
                 .map(drop)
                 .map_err(|err| barge_core::error_chain(&err));
         }
-        if !body.is_empty() {
-            self.upload_part(body).await?;
+        if !body.is_empty()
+            && let Err(err) = self.upload_part(body).await
+        {
+            self.abort().await;
+            return Err(err);
         }
         let multipart = self.multipart.take().expect("checked above");
         let completed = self

@@ -4,15 +4,15 @@
 //! The order is the invariant: a message is sent only for an object that is already durably in
 //! S3, and nothing at all is written for a response that is not a JSON array.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use barge_core::aws::{AwsClients, QueueUrlError};
-use barge_core::batch::{RecordLayout, SplitError, Splitter};
+use barge_core::batch::{BatchFormatError, RecordLayout, SplitError, Splitter};
 use barge_core::message::{MESSAGE_VERSION, archive_key};
 use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings, Source};
 use chrono::Utc;
+use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -43,7 +43,8 @@ impl Importer {
     /// start-up rather than after the first fetch.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
         let http = reqwest::Client::builder()
-            .timeout(settings.http.timeout)
+            .connect_timeout(settings.http.timeout)
+            .read_timeout(settings.http.timeout)
             .user_agent(concat!("barge-importer/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| StartError::HttpClient(err.to_string()))?;
@@ -197,13 +198,13 @@ impl Importer {
             key: key.to_owned(),
             reason,
         };
-        let format_error = |err: SplitError<Infallible>| match err {
-            SplitError::Format(format) => ImportError::Format {
+        let format_error = |err: SplitError<BatchFormatError>| {
+            let (SplitError::Format(format) | SplitError::Record(format)) = err;
+            ImportError::Format {
                 source_name: source.name.clone(),
                 url: url.clone(),
                 format,
-            },
-            SplitError::Record(never) => match never {},
+            }
         };
         let mut upload = archive::Upload::new(&self.aws.s3, bucket, key, &source.name);
         let mut splitter = Splitter::new(
@@ -211,7 +212,16 @@ impl Importer {
             self.settings.transformer.max_record_bytes,
         );
         let mut hasher = Sha256::new();
-        let mut count = |_: &str| Ok::<(), Infallible>(());
+        // Each record must be JSON; whether it fits the source is the transformer's to say.
+        let mut records = 0u64;
+        let mut count = |record: &str| {
+            let checked = serde_json::from_str::<IgnoredAny>(record);
+            let index = records;
+            records += 1;
+            checked.map(drop).map_err(|err| {
+                BatchFormatError::NotJson(format!("record {index} is not JSON: {err}"))
+            })
+        };
         let streamed = async {
             while let Some(chunk) = response.chunk().await.map_err(transport)? {
                 hasher.update(&chunk);

@@ -169,7 +169,11 @@ async fn bad_responses_are_named_and_write_nothing() {
             get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
         )
         .route("/html", get(|| async { "<html>hello</html>" }))
-        .route("/object", get(|| async { r#"{"data": [{"id": 1}]}"# }));
+        .route("/object", get(|| async { r#"{"data": [{"id": 1}]}"# }))
+        .route(
+            "/broken-record",
+            get(|| async { r#"[{"id": 1}, {"id": }]"# }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await });
@@ -214,6 +218,14 @@ async fn bad_responses_are_named_and_write_nothing() {
         format!(
             "source \"posts\": GET {base}/object did not return a batch: \
              expected a JSON array of records, found an object"
+        )
+    );
+    let broken = attempt("/broken-record").await;
+    assert_eq!(
+        broken.to_string(),
+        format!(
+            "source \"posts\": GET {base}/broken-record did not return a batch: \
+             not valid JSON: record 1 is not JSON: expected value at line 1 column 8"
         )
     );
 

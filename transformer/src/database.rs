@@ -1,11 +1,12 @@
 //! PostgreSQL side: creating each source's table and the ledger, and loading a batch as one
 //! transaction.
 //!
-//! A load first claims the object in the ledger ([`crate::ledger`]), then binary-COPies the rows:
-//! straight into the table for an append-only source; for a keyed source into a temporary staging
-//! table, merged into the target with one `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT (key)
-//! DO UPDATE … WHERE` the incoming batch is not older than the row's. The ledger row, the rows and
-//! nothing else commit together.
+//! A load first claims the object in the ledger ([`crate::ledger`]), then binary-COPies the rows
+//! as they stream in: straight into the table for an append-only source; for a keyed source into
+//! a temporary staging table, merged into the target with one `INSERT … SELECT … ON CONFLICT (key)
+//! DO UPDATE … WHERE` the incoming batch is not older than the row's (sorted with `DISTINCT ON`
+//! only when a key repeats, see [`KeysInBatch`]). The ledger row, the rows and nothing else commit
+//! together. [`Sessions`] keeps one connection per object loaded at the same time.
 
 use std::pin::pin;
 

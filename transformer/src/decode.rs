@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use barge_core::Source;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// With `arbitrary_precision`, serde_json hands a number to a visitor as a one-entry map under
@@ -331,12 +331,21 @@ impl<'de> Visitor<'de> for FieldSeed {
             return Ok(Field::Compound(Value::Object(Map::new())));
         };
         if key == NUMBER_TOKEN {
-            return Ok(Field::Number(map.next_value_seed(Text)?));
+            return number_text(map).map(Field::Number);
         }
         Strict
             .object_from(key, map)
             .map(|object| Field::Compound(Value::Object(object)))
     }
+}
+
+/// The text of a number handed over as a one-entry map, checked to be a JSON number: an object
+/// that merely has the token as its first key (`{"$serde_json::private::Number": "x"}`) must
+/// not pass as one.
+fn number_text<'de, A: MapAccess<'de>>(mut map: A) -> Result<Cow<'de, str>, A::Error> {
+    let text = map.next_value_seed(Text)?;
+    text.parse::<Number>().map_err(de::Error::custom)?;
+    Ok(text)
 }
 
 /// Builds a [`Value`], refusing duplicate object keys.
@@ -419,11 +428,10 @@ impl<'de> Visitor<'de> for Strict {
             return Ok(Value::Object(Map::new()));
         };
         if key == NUMBER_TOKEN {
-            let text = map.next_value_seed(Text)?;
-            return text
-                .parse::<Number>()
-                .map(Value::Number)
-                .map_err(de::Error::custom);
+            let text = number_text(map)?;
+            return Ok(Value::Number(
+                text.parse().expect("number_text checked it is a number"),
+            ));
         }
         self.object_from(key, map).map(Value::Object)
     }
@@ -481,7 +489,7 @@ impl<'de> Visitor<'de> for Check {
             return Ok(());
         };
         if first == NUMBER_TOKEN {
-            return map.next_value::<IgnoredAny>().map(drop);
+            return number_text(map).map(drop);
         }
         let mut seen = SeenKeys::default();
         let mut key = Some(first);
@@ -569,6 +577,18 @@ mod tests {
             .decode(r#"{"x": [1e999, {"n": -0}], "id": 5}"#)
             .unwrap();
         assert_eq!(decoded.take(&plan, 0), Some(Field::Number("5".into())));
+    }
+
+    #[test]
+    fn an_object_posing_as_a_number_is_refused() {
+        let plan = Plan::new(&barge_core::Source::jsonplaceholder_posts());
+        for posing in ["\"x\"", "\"\"", "\"-\"", "\"+5\"", "\".\"", "1"] {
+            let text = format!(r#"{{"id": {{"$serde_json::private::Number": {posing}}}}}"#);
+            assert!(plan.decode(&text).is_err(), "{text}");
+            let unread = format!(r#"{{"x": {{"$serde_json::private::Number": {posing}}}}}"#);
+            assert!(plan.decode(&unread).is_err(), "{unread}");
+            assert!(decode_value(&text).is_err(), "{text}");
+        }
     }
 
     #[test]

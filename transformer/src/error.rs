@@ -103,6 +103,15 @@ pub enum ProcessError {
         /// The first rejected record's error, as an example.
         first: String,
     },
+    /// The transformer itself failed on this object (a bug: the object reader panicked). Kept
+    /// apart on the dead-letter queue rather than retried into the same failure.
+    #[error("{key}: internal error while reading the object (please report it): {reason}")]
+    Internal {
+        /// Object key.
+        key: String,
+        /// The panic's message.
+        reason: String,
+    },
     /// Rejected records could not be spooled to a local temporary file; nothing was loaded.
     #[error("{key}: cannot spool its rejected records to a temporary file: {reason}")]
     Spool {
@@ -183,6 +192,7 @@ impl ProcessError {
             | Self::MissingObject { .. }
             | Self::Checksum { .. }
             | Self::Format { .. }
+            | Self::Internal { .. }
             | Self::TooManyRejects { .. } => FailureClass::Permanent,
         }
     }
@@ -207,6 +217,7 @@ impl ProcessError {
             Self::TooManyRejects { .. } => "too-many-rejects",
             Self::Rejects { .. } => "rejects-write",
             Self::Spool { .. } => "rejects-spool",
+            Self::Internal { .. } => "internal-error",
             Self::Database { .. } => "database",
         }
     }
@@ -230,8 +241,10 @@ impl ProcessError {
         {
             reason.push_str("\nCONTEXT: ");
             reason.push_str(context);
-            if let (Some(line), Some(rejects)) = (copy_line(context), rejects) {
-                let index = rejects.record_of_copy_line(line);
+            if let Some(index) = copy_line(context)
+                .zip(rejects)
+                .and_then(|(line, rejects)| rejects.record_of_copy_line(line))
+            {
                 reason.push_str(&format!(" (record {index})"));
             }
         }

@@ -351,7 +351,7 @@ impl Transformer {
     /// Handles received messages, up to `transformer.concurrency` at a time, each on its own
     /// database session; once `shutdown` fires, the ones not started are handed back. Messages
     /// another one's transient failure already handed back are skipped. The messages done are
-    /// deleted together at the end.
+    /// deleted together at the end (or earlier, see [`Queue::delete_done`]).
     async fn handle_all(
         &self,
         messages: Vec<Message>,
@@ -359,25 +359,20 @@ impl Transformer {
         attempts: Attempts,
     ) -> Report {
         let received_at = Utc::now();
-        let handled: Vec<(Message, Outcome)> = futures_util::stream::iter(messages)
+        let handled: Vec<(String, Outcome)> = futures_util::stream::iter(messages)
             .map(|message| async move {
                 let outcome = self
                     .handle_one(&message, received_at, shutdown, attempts)
                     .await;
-                (message, outcome)
+                (queue::id(&message).to_owned(), outcome)
             })
             .buffer_unordered(self.settings.transformer.concurrency)
             .collect()
             .await;
-        let done: Vec<Message> = handled
-            .iter()
-            .filter(|(_, outcome)| matches!(outcome, Outcome::Done(_)))
-            .map(|(message, _)| message.clone())
-            .collect();
-        self.queue.delete(&done).await;
+        self.queue.delete_done().await;
         let mut report = Report::default();
-        for (message, outcome) in handled {
-            report.record(queue::id(&message).to_owned(), outcome);
+        for (message_id, outcome) in handled {
+            report.record(message_id, outcome);
         }
         report
     }
@@ -439,7 +434,10 @@ impl Transformer {
                 processed
             };
             let error = match processed {
-                Ok(done) => return Outcome::Done(done),
+                Ok(done) => {
+                    self.queue.done(message).await;
+                    return Outcome::Done(done);
+                }
                 Err(error) => error,
             };
             let class = error.class();
@@ -447,6 +445,7 @@ impl Transformer {
                 return self.dead_letter(message, error).await;
             }
             if attempt == 1 {
+                self.queue.delete_done().await;
                 let released = self.queue.release_unstarted().await;
                 if released > 0 {
                     tracing::info!(

@@ -157,11 +157,11 @@ impl Pipeline {
 
     /// Waits for both stages to end, and says which error, if any, is the object's.
     ///
-    /// After the COPY failed (`copy_failed`), the COPY's error is the one to report, unless the
-    /// reader failed first (a stream that ended early can make the COPY fail too): then the
-    /// download is not waited for. Otherwise a failed download comes first (a short read makes
-    /// any object look truncated), then a digest that is not the announced one, then the
-    /// reader's own verdict.
+    /// After the COPY failed (`copy_failed`), the COPY's error is the one to report, and the
+    /// download is not waited for, unless the reader failed first (a stream that ended early can
+    /// make the COPY fail too). Otherwise a failed download comes first (a short read makes any
+    /// object look truncated), then a digest that is not the announced one, then the reader's
+    /// own verdict.
     pub async fn finish(
         mut self,
         batch: &BatchMessage,
@@ -169,7 +169,18 @@ impl Pipeline {
     ) -> (Tally, Result<(), ProcessError>) {
         // Nothing more will be copied: a reader still producing stops at its next chunk.
         self.chunks.close();
-        let (tally, read) = self.reader.await.expect("the object reader does not panic");
+        let (tally, read) = match self.reader.await {
+            Ok(read) => read,
+            Err(panicked) => {
+                let reason = panic_message(panicked);
+                tracing::error!(reason, "the object reader panicked");
+                let key = batch.key.clone();
+                return (
+                    Tally::default(),
+                    Err(ProcessError::Internal { key, reason }),
+                );
+            }
+        };
         if copy_failed && matches!(read, Ok(()) | Err(ReadError::Stopped)) {
             self.download.abort();
             return (tally, Ok(()));
@@ -191,7 +202,12 @@ impl Pipeline {
             return (tally, Err(err));
         }
         let outcome = match read {
-            Ok(()) | Err(ReadError::Stopped) => Ok(()),
+            Ok(()) => Ok(()),
+            // Only the COPY stops the reader, and it did not fail: nothing may commit.
+            Err(ReadError::Stopped) => Err(ProcessError::Internal {
+                key: batch.key.clone(),
+                reason: "the load stopped taking rows before the object's end".into(),
+            }),
             Err(ReadError::Format(format)) => Err(ProcessError::Format {
                 key: batch.key.clone(),
                 format,
@@ -202,6 +218,18 @@ impl Pipeline {
             }),
         };
         (tally, outcome)
+    }
+}
+
+/// What a panicked task said.
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into()),
+        Err(error) => error.to_string(),
     }
 }
 

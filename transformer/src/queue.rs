@@ -38,6 +38,8 @@ pub struct Queue {
     sqs: aws_sdk_sqs::Client,
     url: String,
     held: Held,
+    /// Messages whose work is committed, waiting to be deleted together (still held).
+    done: Mutex<Vec<Message>>,
     /// Stops the heartbeat task when the queue is dropped.
     _heartbeat: DropGuard,
 }
@@ -67,6 +69,7 @@ impl Queue {
             sqs,
             url,
             held,
+            done: Mutex::default(),
             _heartbeat: stop.drop_guard(),
         }
     }
@@ -147,6 +150,22 @@ impl Queue {
         self.held.lock().await.remove(id(message));
     }
 
+    /// Notes that `message`'s work is committed; it is deleted with the next
+    /// [`Queue::delete_done`], and held until then.
+    pub async fn done(&self, message: &Message) {
+        self.done.lock().await.push(message.clone());
+    }
+
+    /// Deletes every message noted done: after each receive's work, before a transient failure
+    /// makes the transformer wait (so a committed message never waits on another's outage), and
+    /// before held messages are handed back at shutdown.
+    pub async fn delete_done(&self) {
+        let done = std::mem::take(&mut *self.done.lock().await);
+        if !done.is_empty() {
+            self.delete(&done).await;
+        }
+    }
+
     /// Deletes messages whose work is done, ten per request. If a delete fails the message is
     /// redelivered, and the ledger makes that redelivery a no-op.
     pub async fn delete(&self, messages: &[Message]) {
@@ -193,8 +212,10 @@ impl Queue {
         self.release_receipt(receipt(message)).await;
     }
 
-    /// Releases every message still held (after a shutdown abandoned the work in hand).
+    /// Releases every message still held (after a shutdown abandoned the work in hand); the
+    /// ones whose work is committed are deleted instead.
     pub async fn release_all(&self) {
+        self.delete_done().await;
         let receipts: Vec<String> = self
             .held
             .lock()

@@ -17,13 +17,19 @@ use serde_json::value::RawValue;
 
 use crate::record::RecordError;
 
+/// Rejected records whose indices are remembered (8 MiB of them): enough to name the record of
+/// any COPY error in all but absurd objects, while memory stays bounded whatever the object.
+const TRACKED_INDICES: usize = 1 << 20;
+
 /// The rejected records of one object, spooled to an unnamed temporary file as they are found,
 /// so that an object with many rejects costs disk, not memory.
 #[derive(Debug, Default)]
 pub struct Rejects {
     spool: Option<BufWriter<File>>,
-    /// Indices of the rejected records, in order: they map COPY's line numbers back to records.
-    pub indices: Vec<u64>,
+    count: u64,
+    /// Indices of the first rejected records, in order: they map COPY's line numbers back to
+    /// records.
+    indices: Vec<u64>,
     /// The first rejected record's error, quoted when the object as a whole is refused.
     pub first: Option<RecordError>,
     line: Vec<u8>,
@@ -32,7 +38,7 @@ pub struct Rejects {
 impl Rejects {
     /// Records rejected so far.
     pub fn count(&self) -> u64 {
-        self.indices.len() as u64
+        self.count
     }
 
     /// Spools record `text`, rejected for `error`.
@@ -44,7 +50,10 @@ impl Rejects {
             None => self.spool.insert(BufWriter::new(tempfile::tempfile()?)),
         };
         spool.write_all(&self.line)?;
-        self.indices.push(error.index);
+        self.count += 1;
+        if self.indices.len() < TRACKED_INDICES {
+            self.indices.push(error.index);
+        }
         self.first.get_or_insert(error);
         Ok(())
     }
@@ -60,17 +69,18 @@ impl Rejects {
     }
 
     /// The record index of COPY input line `line` (from 1): the rows copied are the records
-    /// that were not rejected, in order.
-    pub fn record_of_copy_line(&self, line: u64) -> u64 {
+    /// that were not rejected, in order. `None` past the rejects whose indices were kept.
+    pub fn record_of_copy_line(&self, line: u64) -> Option<u64> {
         let mut index = line - 1;
         for &rejected in &self.indices {
             if rejected <= index {
                 index += 1;
             } else {
-                break;
+                return Some(index);
             }
         }
-        index
+        let all_tracked = self.count == self.indices.len() as u64;
+        all_tracked.then_some(index)
     }
 }
 
@@ -204,15 +214,15 @@ mod tests {
     #[test]
     fn copy_lines_skip_rejected_records() {
         let mut rejects = Rejects::default();
-        assert_eq!(rejects.record_of_copy_line(3), 2);
+        assert_eq!(rejects.record_of_copy_line(3), Some(2));
         for index in [0, 2, 3, 7] {
             rejects.add(error(index, "id", "x"), "{}").unwrap();
         }
         // Loaded records: 1, 4, 5, 6, 8, …
-        let lines: Vec<u64> = (1..=5)
+        let lines: Vec<Option<u64>> = (1..=5)
             .map(|line| rejects.record_of_copy_line(line))
             .collect();
-        assert_eq!(lines, [1, 4, 5, 6, 8]);
+        assert_eq!(lines, [1, 4, 5, 6, 8].map(Some));
     }
 
     #[test]

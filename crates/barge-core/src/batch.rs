@@ -9,9 +9,9 @@
 //! unreadable: not an array, truncated, garbage between or after records, invalid UTF-8, a
 //! record beyond the size limit.
 //!
-//! The splitter only tracks strings and bracket depth: it is the one JSON scanner barge has,
-//! because no maintained crate splits a JSON array incrementally into the raw text of its
-//! elements (serde_json's reader decodes byte by byte and stops at the first bad element).
+//! The splitter only tracks strings and bracket depth, because no maintained crate splits a JSON
+//! array incrementally into the raw text of its elements (serde_json's reader decodes byte by
+//! byte and stops at the first bad element). A record's own syntax is left to whoever decodes it.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -154,6 +154,12 @@ fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// A byte that can be part of a number or a literal (`true`, `false`, `null`): anything else
+/// ends such a record, and must then be `,`, `]` or whitespace.
+fn is_scalar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'+' | b'.')
+}
+
 impl Splitter {
     /// A splitter for `layout` that refuses records longer than `max_record_bytes`.
     pub fn new(layout: RecordLayout, max_record_bytes: usize) -> Self {
@@ -230,8 +236,9 @@ impl Splitter {
                         }
                         self.state = State::AfterArray;
                         i += 1;
-                    } else if byte == b',' {
-                        return Err(self.not_json(i, "expected a record, found ,").into());
+                    } else if !matches!(byte, b'{' | b'[' | b'"') && !is_scalar(byte) {
+                        let what = format!("expected a record, found {:?}", char::from(byte));
+                        return Err(self.not_json(i, &what).into());
                     } else {
                         self.open(i, &mut segment);
                         let token = match byte {
@@ -309,21 +316,22 @@ impl Splitter {
         mut self,
         emit: &mut impl FnMut(&str) -> Result<(), E>,
     ) -> Result<u64, SplitError<E>> {
+        if (1..BOM.len()).contains(&self.bom) && self.state == State::Start {
+            return Err(BatchFormatError::NotUtf8(0).into());
+        }
         match self.state {
             State::AfterArray => {}
             State::Start if self.layout == RecordLayout::Ndjson => {}
             State::InLine => self.close(&[], 0, 0, emit)?,
             State::Start => return Err(BatchFormatError::Empty.into()),
-            State::InRecord(Token::Scalar) => {
-                return Err(self
-                    .not_json(0, "ended before the closing ] of the array")
-                    .into());
-            }
-            State::InRecord(_) => {
+            State::InRecord(Token::Compound | Token::String) => {
                 let what = format!("ended inside record {}", self.records);
                 return Err(self.not_json(0, &what).into());
             }
-            State::FirstValue | State::NextValue | State::AfterValue => {
+            State::InRecord(Token::Scalar)
+            | State::FirstValue
+            | State::NextValue
+            | State::AfterValue => {
                 return Err(self
                     .not_json(0, "ended before the closing ] of the array")
                     .into());
@@ -359,7 +367,7 @@ impl Splitter {
             }
             match token {
                 Token::Scalar => {
-                    if is_space(byte) || byte == b',' || byte == b']' {
+                    if !is_scalar(byte) {
                         return Some(i);
                     }
                 }
@@ -482,7 +490,8 @@ pub fn split_records(bytes: &[u8], layout: RecordLayout) -> Result<Vec<String>, 
     }
 }
 
-/// Lower-case hex SHA-256 of a batch's bytes, as carried in the message and object metadata.
+/// Lower-case hex SHA-256 of a batch's bytes, as carried in the message (and in the metadata of
+/// an archive object written in one request).
 pub fn content_digest(bytes: &[u8]) -> String {
     hex_digest(Sha256::digest(bytes))
 }
@@ -554,7 +563,7 @@ mod tests {
                 .unwrap_err()
                 .starts_with("expected a JSON array of records, found a string")
         );
-        let refused: [(&[u8], &str); 10] = [
+        let refused: [(&[u8], &str); 12] = [
             (
                 b"<html>",
                 "not valid JSON: expected a JSON array at offset 0",
@@ -583,7 +592,15 @@ mod tests {
             ),
             (
                 b"[,{}]",
-                "not valid JSON: expected a record, found , at offset 1",
+                "not valid JSON: expected a record, found ',' at offset 1",
+            ),
+            (
+                b"[x\", {\"id\":1}, \"y\"]",
+                "not valid JSON: expected , or ] after record 0 at offset 2",
+            ),
+            (
+                b"[}]",
+                "not valid JSON: expected a record, found '}' at offset 1",
             ),
             (b"[\"a\xffb\"]", "not UTF-8 text: invalid byte at offset 3"),
         ];
@@ -613,6 +630,7 @@ mod tests {
         assert_eq!(split(b"\xEF\xBB\xBF[{}]").unwrap(), ["{}"]);
         assert_eq!(ndjson(b"\xEF\xBB\xBF{}\n").unwrap(), ["{}"]);
         assert!(split(b"\xEF\xBB[{}]").is_err());
+        assert!(ndjson(b"\xEF").is_err());
     }
 
     #[test]

@@ -366,7 +366,9 @@ where
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
-    /// Upper bound on one whole request, connect to last byte.
+    /// Longest wait on a source API: to connect, and between two reads of its answer. A large
+    /// response may stream for longer, as long as it keeps arriving (it is uploaded to S3 as it
+    /// comes, so a bound on the whole request would bound the size of what can be imported).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
