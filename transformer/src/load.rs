@@ -136,21 +136,9 @@ impl Pipeline {
             max_record_bytes: limits.max_record_bytes,
             max_object_bytes: limits.max_object_bytes,
         };
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut tally = Tally::default();
-            let outcome = reader.read(
-                ChannelReader {
-                    chunks: bytes_out,
-                    current: Bytes::new(),
-                },
-                &chunks_in,
-                &mut tally,
-            );
-            (tally, outcome)
-        });
         Self {
             download,
-            reader,
+            reader: reader.spawn(bytes_out, chunks_in),
             chunks,
         }
     }
@@ -311,6 +299,24 @@ struct Reader {
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 
 impl Reader {
+    /// Reads the object arriving on `bytes` on a blocking thread, sending COPY data to
+    /// `chunks`; the task ends with what it read and why it stopped, if it stopped early.
+    fn spawn(
+        self,
+        bytes: mpsc::Receiver<Bytes>,
+        chunks: mpsc::Sender<Bytes>,
+    ) -> tokio::task::JoinHandle<(Tally, Result<(), ReadError>)> {
+        tokio::task::spawn_blocking(move || {
+            let mut tally = Tally::default();
+            let input = ChannelReader {
+                chunks: bytes,
+                current: Bytes::new(),
+            };
+            let outcome = self.read(input, &chunks, &mut tally);
+            (tally, outcome)
+        })
+    }
+
     fn read(
         &self,
         mut input: ChannelReader,
@@ -479,15 +485,7 @@ mod tests {
             max_record_bytes: 1 << 20,
             max_object_bytes: 1 << 30,
         };
-        let reading = tokio::task::spawn_blocking(move || {
-            let mut tally = Tally::default();
-            let input = ChannelReader {
-                chunks: bytes_out,
-                current: Bytes::new(),
-            };
-            let outcome = reader.read(input, &chunks_in, &mut tally);
-            (tally, outcome)
-        });
+        let reading = reader.spawn(bytes_out, chunks_in);
         let feeding = tokio::spawn(async move {
             for chunk in object.chunks(size) {
                 bytes_in.send(Bytes::copy_from_slice(chunk)).await.unwrap();
