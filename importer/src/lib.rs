@@ -167,14 +167,15 @@ impl Importer {
         bucket: &str,
         key: &str,
     ) -> Result<(u64, String), ImportError> {
-        let url = barge_core::redact_url(&source.url);
+        let source_url = source.url.as_deref().unwrap_or_default();
+        let url = barge_core::redact_url(source_url);
         // reqwest's errors repeat the URL, query string and all: drop it, `url` is redacted.
         let transport = |err: reqwest::Error| ImportError::Transport {
             source_name: source.name.clone(),
             url: url.clone(),
             reason: barge_core::error_chain(&err.without_url()),
         };
-        let mut response = self.http.get(&source.url).send().await.map_err(transport)?;
+        let mut response = self.http.get(source_url).send().await.map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
             let mut start = Vec::new();

@@ -183,7 +183,7 @@ async fn bad_responses_are_named_and_write_nothing() {
         .unwrap();
     let mut source = env.settings.sources[0].clone();
     let mut attempt = |route: &str| {
-        source.url = format!("{base}{route}");
+        source.url = Some(format!("{base}{route}"));
         let source = source.clone();
         let importer = importer.clone();
         async move { importer.import(&source).await.unwrap_err() }
@@ -235,7 +235,9 @@ async fn bad_responses_are_named_and_write_nothing() {
             .local_addr()
             .unwrap()
             .port();
-        source.url = format!("http://user:pa55@127.0.0.1:{port}/posts?token=s3cr3t");
+        source.url = Some(format!(
+            "http://user:pa55@127.0.0.1:{port}/posts?token=s3cr3t"
+        ));
         importer.import(&source).await.unwrap_err()
     };
     assert!(
@@ -259,7 +261,7 @@ async fn once_reports_each_source_and_one_failure_does_not_stop_the_others() {
     let mut env = TestEnv::new().await.with_posts_url(&url);
     let mut broken = env.settings.sources[0].clone();
     broken.name = "broken".into();
-    broken.url = format!("{url}/nope");
+    broken.url = Some(format!("{url}/nope"));
     env.settings.sources.insert(0, broken);
     let importer = Importer::new(env.settings.clone(), env.aws.clone())
         .await
@@ -325,7 +327,7 @@ fn with_sources(mut env: TestEnv, interval: Duration, sources: &[(&str, &str)]) 
         .map(|(name, url)| {
             let mut source = barge_core::Source::jsonplaceholder_posts();
             (source.name, source.url, source.interval) =
-                (name.to_string(), url.to_string(), interval);
+                (name.to_string(), Some(url.to_string()), interval);
             source
         })
         .collect();

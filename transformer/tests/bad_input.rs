@@ -90,7 +90,7 @@ fn items_source() -> Source {
     };
     Source {
         name: "items".into(),
-        url: "http://127.0.0.1:1/unused".into(),
+        url: Some("http://127.0.0.1:1/unused".into()),
         interval: Duration::from_secs(60),
         table: "items".into(),
         primary_key: vec!["id".into()],
@@ -104,6 +104,7 @@ fn items_source() -> Source {
             column("ratio", ColumnType::Real, true),
         ],
         max_reject_ratio: 0.5,
+        ..Source::jsonplaceholder_posts()
     }
 }
 

@@ -258,12 +258,13 @@ async fn every_column_type_round_trips_through_postgres() {
     .collect();
     env.settings.sources = vec![Source {
         name: "events".into(),
-        url: "http://127.0.0.1:1/unused".into(),
+        url: Some("http://127.0.0.1:1/unused".into()),
         interval: Duration::from_secs(60),
         table: "events".into(),
         primary_key: vec!["id".into()],
         columns,
         max_reject_ratio: 0.0,
+        ..Source::jsonplaceholder_posts()
     }];
     let transformer = transformer(&env).await;
     let batch = r#"[

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod batch;
+pub mod fetch;
 pub mod message;
 mod redact;
 pub mod secrets;

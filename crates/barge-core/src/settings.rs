@@ -56,6 +56,9 @@ pub struct StorageSettings {
     pub prefix: String,
     /// Key prefix (in `bucket`) under which the transformer writes rejected records.
     pub errors_prefix: String,
+    /// Key prefix (in `bucket`) of the importer's state: each source's incremental mark and
+    /// recent page digests, and the markers of objects not yet announced.
+    pub state_prefix: String,
 }
 
 impl Default for StorageSettings {
@@ -64,6 +67,7 @@ impl Default for StorageSettings {
             bucket: "barge-raw".into(),
             prefix: "raw".into(),
             errors_prefix: "errors".into(),
+            state_prefix: "state".into(),
         }
     }
 }
@@ -371,12 +375,30 @@ pub struct HttpSettings {
     /// comes, so a bound on the whole request would bound the size of what can be imported).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Tries of one request, the first included, when it fails to connect, times out or is
+    /// answered 429 or 5xx; after them the source's run fails.
+    pub max_attempts: u32,
+    /// Longest pause between two tries (exponential backoff with jitter, from one second).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` honoured: an API asking for a longer wait fails the run instead
+    /// of holding it.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// Largest response body accepted, in bytes: a larger one fails the run, never the host's
+    /// memory. A page whose records sit inside an object (`records = "/data"`) is held whole
+    /// while it is read, so this is also the importer's memory per source.
+    pub max_response_bytes: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            max_backoff: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(5 * 60),
+            max_response_bytes: 256 << 20,
         }
     }
 }
@@ -501,19 +523,13 @@ impl Settings {
         if self.storage.bucket.is_empty() {
             return Err(SettingsError::OutOfRange("storage.bucket is empty".into()));
         }
-        let (raw, errors) = (
-            self.storage.prefix.trim_end_matches('/'),
-            self.storage.errors_prefix.trim_end_matches('/'),
-        );
-        if errors.is_empty()
-            || raw == errors
-            || key_is_under(errors, raw)
-            || key_is_under(raw, errors)
-        {
-            return Err(SettingsError::OutOfRange(format!(
-                "storage.errors_prefix {errors:?} must be non-empty and apart from storage.prefix {raw:?}, \
-                 so that rejected records never mix with the raw archive"
-            )));
+        self.check_prefixes()?;
+        let http = &self.http;
+        if http.max_attempts == 0 || http.max_response_bytes < 1024 {
+            return Err(SettingsError::OutOfRange(
+                "http.max_attempts must be at least 1 and http.max_response_bytes at least 1024"
+                    .into(),
+            ));
         }
         let database = &self.database;
         let password_sources = [
@@ -557,6 +573,47 @@ impl Settings {
                     ),
                 }
                 .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The key prefixes of the bucket must not overlap: the raw archive, rejected records, the
+    /// importer's state and each landing zone are different things, and the transformer tells
+    /// them apart by prefix alone.
+    fn check_prefixes(&self) -> Result<(), SettingsError> {
+        let storage = &self.storage;
+        let mut prefixes = vec![
+            ("storage.prefix".to_owned(), storage.prefix.as_str()),
+            ("storage.errors_prefix".to_owned(), &storage.errors_prefix),
+            ("storage.state_prefix".to_owned(), &storage.state_prefix),
+        ];
+        for source in &self.sources {
+            if let Some(landing) = &source.landing_prefix {
+                prefixes.push((
+                    format!("landing_prefix of source {:?}", source.name),
+                    landing,
+                ));
+            }
+        }
+        let prefixes: Vec<(String, &str)> = prefixes
+            .into_iter()
+            .map(|(name, prefix)| (name, prefix.trim_end_matches('/')))
+            .collect();
+        for (index, (name, prefix)) in prefixes.iter().enumerate() {
+            if prefix.is_empty() {
+                return Err(SettingsError::OutOfRange(format!("{name} is empty")));
+            }
+            for (other_name, other) in &prefixes[..index] {
+                let overlap =
+                    prefix == other || key_is_under(prefix, other) || key_is_under(other, prefix);
+                if overlap {
+                    return Err(SettingsError::OutOfRange(format!(
+                        "{name} {prefix:?} overlaps {other_name} {other:?}: the raw archive, \
+                         rejected records, the importer's state and each landing zone need \
+                         prefixes of their own"
+                    )));
+                }
             }
         }
         Ok(())
@@ -771,7 +828,10 @@ mod tests {
         let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/barge.toml");
         Jail::expect_with(|_| {
             let settings = Settings::load(Some(&local)).expect("deploy/local/barge.toml loads");
-            assert_eq!(settings.sources[0].url, "http://127.0.0.1:18089/posts");
+            assert_eq!(
+                settings.sources[0].url.as_deref(),
+                Some("http://127.0.0.1:18089/posts")
+            );
             assert_eq!(settings.database.port, 15432);
             Ok(())
         });

@@ -5,17 +5,53 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fetch::{Auth, Compression, Incremental, Pagination, RequestParts, check_pointer};
+
 /// One HTTP API to import and the table it loads into. Serializes to the TOML it is read from.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// Short name used in S3 keys, SQS messages and logs (`[a-z0-9][a-z0-9_-]*`).
     pub name: String,
-    /// URL that answers a GET with a JSON array of records.
-    pub url: String,
+    /// URL of the API's first page. Unset for a source that only receives files dropped under
+    /// its `landing_prefix`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// How often `importer run` fetches this source.
     #[serde(with = "humantime_serde", default = "Source::default_interval")]
     pub interval: Duration,
+    /// JSON pointer of the records array in each page (`/data`); empty (the default) when the
+    /// page itself is the array.
+    #[serde(default)]
+    pub records: String,
+    /// How the API is paged and when a run stops.
+    #[serde(default)]
+    pub pagination: Pagination,
+    /// Fetch only records newer than the last run's (unset: every run fetches everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+    /// How requests authenticate (unset: they do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Headers sent with every request (`Accept`, an API version…). Not for secrets: use `auth`.
+    #[serde(default, skip_serializing_if = "RequestParts::is_empty")]
+    pub headers: RequestParts,
+    /// Query parameters added to every request, besides the URL's own.
+    #[serde(default, skip_serializing_if = "RequestParts::is_empty")]
+    pub query: RequestParts,
+    /// Most requests per second sent to this API (unset: no limit beyond one at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// Records per archive object, gathered across pages; unset, each page is one object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_object: Option<u64>,
+    /// How archive objects are stored (`gzip`, the default, or `none`).
+    #[serde(default)]
+    pub compression: Compression,
+    /// Key prefix of `storage.bucket` where other systems drop files of this source: the
+    /// transformer loads the objects S3's event notifications announce there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_prefix: Option<String>,
     /// Target table, created by the transformer if it does not exist.
     pub table: String,
     /// Columns that identify a record; loads merge on them, newer batches winning. Empty: an
@@ -155,8 +191,18 @@ impl Source {
         };
         Self {
             name: "posts".into(),
-            url: "https://jsonplaceholder.typicode.com/posts".into(),
+            url: Some("https://jsonplaceholder.typicode.com/posts".into()),
             interval: Self::default_interval(),
+            records: String::new(),
+            pagination: Pagination::default(),
+            incremental: None,
+            auth: None,
+            headers: RequestParts::new(),
+            query: RequestParts::new(),
+            rate_limit: None,
+            records_per_object: None,
+            compression: Compression::default(),
+            landing_prefix: None,
             table: "posts".into(),
             primary_key: vec!["id".into()],
             columns: vec![
@@ -188,16 +234,52 @@ impl Source {
                 "name must be 1 to 64 of [a-z0-9_-], starting with a letter or digit".into(),
             ));
         }
-        let http = url::Url::parse(&self.url)
-            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
-        if !http {
-            return Err(invalid(format!(
-                "url {:?} is not an http(s) URL",
-                crate::redact_url(&self.url)
-            )));
+        match (&self.url, &self.landing_prefix) {
+            (None, None) => {
+                return Err(invalid(
+                    "needs a url to fetch, a landing_prefix to watch, or both".into(),
+                ));
+            }
+            (Some(url), _) if !is_http_url(url) => {
+                return Err(invalid(format!(
+                    "url {:?} is not an http(s) URL",
+                    crate::redact_url(url)
+                )));
+            }
+            _ => {}
+        }
+        if let Some(prefix) = &self.landing_prefix
+            && prefix.trim_matches('/').is_empty()
+        {
+            return Err(invalid("landing_prefix is empty".into()));
         }
         if self.interval.is_zero() {
             return Err(invalid("interval must be greater than zero".into()));
+        }
+        check_pointer(&self.records).map_err(|why| invalid(format!("records {why}")))?;
+        self.pagination.validate().map_err(invalid)?;
+        if let Some(incremental) = &self.incremental {
+            if incremental.param.is_empty() {
+                return Err(invalid("incremental.param is empty".into()));
+            }
+            if incremental.field.is_empty() {
+                return Err(invalid("incremental.field is empty".into()));
+            }
+        }
+        if let Some(rate) = self.rate_limit
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(invalid(format!(
+                "rate_limit is {rate}, it must be a positive number of requests per second"
+            )));
+        }
+        if self.records_per_object == Some(0) {
+            return Err(invalid("records_per_object must be at least 1".into()));
+        }
+        for name in self.headers.keys() {
+            if !is_header_name(name) {
+                return Err(invalid(format!("headers: {name:?} is not a header name")));
+            }
         }
         check_identifier(&self.table).map_err(|why| invalid(format!("table {why}")))?;
         if self.table.starts_with("barge_") {
@@ -276,6 +358,17 @@ impl Source {
     }
 }
 
+/// Whether `url` is an absolute http(s) URL with a host.
+fn is_http_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
+/// Whether `name` is a valid HTTP header name (RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    !name.is_empty() && name.chars().all(token)
+}
+
 /// Table and column names are restricted to plain lower-case identifiers so that the generated SQL
 /// means exactly what the settings say, with no case-folding surprises.
 pub(crate) fn check_identifier(name: &str) -> Result<(), String> {
@@ -312,7 +405,7 @@ mod tests {
     #[test]
     fn url_schemes_are_case_insensitive() {
         let mut source = Source::jsonplaceholder_posts();
-        source.url = "HTTPS://api.example.com/posts".into();
+        source.url = Some("HTTPS://api.example.com/posts".into());
         source.validate().unwrap();
     }
 
@@ -331,8 +424,8 @@ mod tests {
             "source \"posts\": table \"Posts; drop\" is not a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
         );
         assert!(problem(|s| s.name = "Posts/x".into()).contains("name must be"));
-        assert!(problem(|s| s.url = "ftp://x".into()).contains("not an http(s) URL"));
-        let quoted = problem(|s| s.url = "ftp://me:pw@host/x?api_key=K".into());
+        assert!(problem(|s| s.url = Some("ftp://x".into())).contains("not an http(s) URL"));
+        let quoted = problem(|s| s.url = Some("ftp://me:pw@host/x?api_key=K".into()));
         assert!(!quoted.contains("pw") && !quoted.contains("=K"), "{quoted}");
         assert!(problem(|s| s.primary_key = vec!["nope".into()]).contains("\"nope\" is not among"));
         assert!(

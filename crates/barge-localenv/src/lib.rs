@@ -252,7 +252,7 @@ impl TestEnv {
 
     /// Points the built-in `posts` source at `url`.
     pub fn with_posts_url(mut self, url: &str) -> Self {
-        self.settings.sources[0].url = url.to_owned();
+        self.settings.sources[0].url = Some(url.to_owned());
         self
     }
 

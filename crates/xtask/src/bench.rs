@@ -1515,7 +1515,7 @@ impl<'a> Bench<'a> {
         results.baselines.insert(Baseline::GetPut, seconds);
 
         let mut source = keyed_source();
-        source.url = self.posts_url.clone();
+        source.url = Some(self.posts_url.clone());
         source.interval = Duration::from_secs(3600);
         let sources = std::mem::replace(&mut self.env.settings.sources, vec![source]);
         let importer = self.start("importer", "W4").await;

@@ -33,7 +33,7 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     eprintln!("xtask: sample API serves {posts} posts at {url}");
 
     let mut posts = Source::jsonplaceholder_posts();
-    posts.url = url;
+    posts.url = Some(url);
     let mut settings = Settings {
         sources: vec![posts],
         ..Settings::default()
