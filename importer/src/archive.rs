@@ -17,8 +17,10 @@ const PART_BYTES: usize = 8 << 20;
 pub struct Upload<'a> {
     s3: &'a aws_sdk_s3::Client,
     bucket: &'a str,
-    key: &'a str,
+    key: String,
     source: &'a str,
+    /// `gzip` when the bytes are compressed.
+    content_encoding: Option<&'static str>,
     pending: BytesMut,
     /// Set once the body outgrew one part.
     multipart: Option<Multipart>,
@@ -34,13 +36,21 @@ struct Multipart {
 pub type UploadError = String;
 
 impl<'a> Upload<'a> {
-    /// Starts writing `key` of `bucket` for `source`; nothing is sent yet.
-    pub fn new(s3: &'a aws_sdk_s3::Client, bucket: &'a str, key: &'a str, source: &'a str) -> Self {
+    /// Starts writing `key` of `bucket` for `source`, whose bytes are encoded as
+    /// `content_encoding` says (`Some("gzip")`); nothing is sent yet.
+    pub fn new(
+        s3: &'a aws_sdk_s3::Client,
+        bucket: &'a str,
+        key: String,
+        source: &'a str,
+        content_encoding: Option<&'static str>,
+    ) -> Self {
         Self {
             s3,
             bucket,
             key,
             source,
+            content_encoding,
             pending: BytesMut::new(),
             multipart: None,
         }
@@ -56,6 +66,11 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
+    /// The object's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Makes the object visible, with the batch's digest and record count as metadata when it
     /// is small enough for one request (a multipart upload's metadata is fixed before the
     /// digest is known; the SQS message carries both either way).
@@ -66,9 +81,10 @@ impl<'a> Upload<'a> {
                 .s3
                 .put_object()
                 .bucket(self.bucket)
-                .key(self.key)
+                .key(&self.key)
                 .if_none_match("*")
                 .content_type("application/json")
+                .set_content_encoding(self.content_encoding.map(Into::into))
                 .metadata("source", self.source)
                 .metadata("record-count", record_count.to_string())
                 .metadata("sha256", sha256)
@@ -89,7 +105,7 @@ impl<'a> Upload<'a> {
             .s3
             .complete_multipart_upload()
             .bucket(self.bucket)
-            .key(self.key)
+            .key(&self.key)
             .upload_id(&multipart.id)
             .if_none_match("*")
             .multipart_upload(
@@ -100,7 +116,7 @@ impl<'a> Upload<'a> {
             .send()
             .await;
         if let Err(err) = completed {
-            abort(self.s3, self.bucket, self.key, &multipart.id).await;
+            abort(self.s3, self.bucket, &self.key, &multipart.id).await;
             return Err(barge_core::error_chain(&err));
         }
         Ok(())
@@ -109,7 +125,7 @@ impl<'a> Upload<'a> {
     /// Gives up: a multipart upload under way is aborted, so no part lingers (or is billed).
     pub async fn abort(mut self) {
         if let Some(multipart) = self.multipart.take() {
-            abort(self.s3, self.bucket, self.key, &multipart.id).await;
+            abort(self.s3, self.bucket, &self.key, &multipart.id).await;
         }
     }
 
@@ -121,8 +137,9 @@ impl<'a> Upload<'a> {
                     .s3
                     .create_multipart_upload()
                     .bucket(self.bucket)
-                    .key(self.key)
+                    .key(&self.key)
                     .content_type("application/json")
+                    .set_content_encoding(self.content_encoding.map(Into::into))
                     .metadata("source", self.source)
                     .send()
                     .await
@@ -141,7 +158,7 @@ impl<'a> Upload<'a> {
             .s3
             .upload_part()
             .bucket(self.bucket)
-            .key(self.key)
+            .key(&self.key)
             .upload_id(&multipart.id)
             .part_number(number)
             .body(ByteStream::from(part))

@@ -49,8 +49,54 @@ pub enum ImportError {
         /// The SDK's full error chain.
         reason: String,
     },
-    /// Shutdown was requested before this source's turn.
-    #[error("source {source_name:?}: not imported, shutdown was requested first")]
+    /// A record is not JSON, or its incremental field cannot be compared.
+    #[error("source {source_name:?}: page {page}, record {index}: {problem}")]
+    Record {
+        /// Source name.
+        source_name: String,
+        /// The page (from 1).
+        page: u64,
+        /// The record's index in its page (from 0).
+        index: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A page's envelope or paging fields are not what the source declares, or the pages loop.
+    #[error("source {source_name:?}: GET {url}: {error}")]
+    Paging {
+        /// Source name.
+        source_name: String,
+        /// The page's URL, redacted.
+        url: String,
+        /// What is wrong.
+        error: crate::pages::PageError,
+    },
+    /// The importer's state (mark, page digests, markers) could not be read or written.
+    #[error("source {source_name:?}: importer state: {error}")]
+    State {
+        /// Source name.
+        source_name: String,
+        /// What failed.
+        error: crate::state::StateError,
+    },
+    /// The incremental field's values cannot be ordered.
+    #[error("source {source_name:?}: incremental mark: {reason}")]
+    Mark {
+        /// Source name.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source has no URL to fetch (it only receives files in its landing prefix).
+    #[error("source {source_name:?} has no url: it is loaded from its landing prefix only")]
+    NoUrl {
+        /// Source name.
+        source_name: String,
+    },
+    /// Shutdown was requested before this source's run ended.
+    #[error(
+        "source {source_name:?}: stopped by shutdown; pages fetched so far are archived and announced"
+    )]
     Interrupted {
         /// Source name.
         source_name: String,
@@ -77,7 +123,14 @@ impl ImportError {
             | Self::Announce { .. }
             | Self::Interrupted { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::Format { .. } => false,
+            Self::State { error, .. } => {
+                !matches!(error, crate::state::StateError::Conflict { .. })
+            }
+            Self::Format { .. }
+            | Self::Record { .. }
+            | Self::Paging { .. }
+            | Self::Mark { .. }
+            | Self::NoUrl { .. } => false,
         }
     }
 }

@@ -1,31 +1,93 @@
-//! The importer: fetch each source's JSON array, archive the bytes untouched in S3 under a
-//! date-partitioned key as they stream in ([`archive`]), then announce the object on SQS.
+//! The importer: fetch each source's pages, archive them in S3 under a date-partitioned key as
+//! they stream in, announce each object on SQS, and remember where the run got to.
+//!
+//! The map:
+//! - [`http`]: requests with retries, rate limit, auth and size and content checks;
+//! - [`pages`]: which URL comes next and when a run stops (pure logic);
+//! - [`fetch`]: one page's answer read into the run's objects, checked and hashed;
+//! - [`objects`] and [`archive`]: archive objects, gzip, one put or a multipart upload;
+//! - [`state`]: the incremental mark, page digests and the markers that make
+//!   archive-then-announce whole across crashes;
+//! - [`error`]: what can go wrong, and whether trying again can help.
 //!
 //! The order is the invariant: a message is sent only for an object that is already durably in
-//! S3, and nothing at all is written for a response that is not a JSON array.
+//! S3, a marker is in S3 before the object is visible, and nothing at all is written for a page
+//! that is not a batch.
 
 use std::sync::Arc;
 
 use barge_core::aws::{AwsClients, QueueUrlError};
-use barge_core::batch::{BatchFormatError, RecordLayout, SplitError, Splitter};
-use barge_core::message::{MESSAGE_VERSION, archive_key};
 use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings, Source};
 use chrono::Utc;
-use serde::de::IgnoredAny;
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use url::Url;
 
 mod archive;
 mod error;
+mod fetch;
+pub mod http;
+mod objects;
+pub mod pages;
+pub mod state;
 
 pub use error::ImportError;
+use fetch::{Page, Run};
+use objects::Archiver;
+use pages::{Next, PageInfo, Pager};
+use state::{SourceState, StateStore};
 
-/// How much of an error response's body is quoted: enough for the API's reason.
-const STATUS_BODY_BYTES: usize = 200;
+/// What one run of a source did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// Pages fetched.
+    pub pages: u64,
+    /// Records fetched (including those of unchanged pages).
+    pub records: u64,
+    /// Pages identical to one the last run saw, not archived again.
+    pub unchanged_pages: u64,
+    /// The objects archived and announced, in order.
+    pub objects: Vec<BatchMessage>,
+    /// Objects an earlier run left unannounced, announced by this one.
+    pub recovered: usize,
+    /// The incremental mark after the run.
+    pub mark: Option<Value>,
+    /// Whether `pagination.max_pages` ended the run.
+    pub capped: bool,
+}
+
+/// One line saying what a run did, for `importer once`.
+pub fn describe(report: &RunReport) -> String {
+    let mut text = format!(
+        "{} page(s), {} record(s), {} object(s) archived and announced",
+        report.pages,
+        report.records,
+        report.objects.len()
+    );
+    if report.unchanged_pages > 0 {
+        text.push_str(&format!(
+            ", {} page(s) unchanged since the last run",
+            report.unchanged_pages
+        ));
+    }
+    if report.recovered > 0 {
+        text.push_str(&format!(
+            ", {} object(s) of an interrupted run announced",
+            report.recovered
+        ));
+    }
+    if let Some(mark) = &report.mark {
+        text.push_str(&format!(", mark {mark}"));
+    }
+    if report.capped {
+        text.push_str(", stopped at pagination.max_pages");
+    }
+    text
+}
 
 /// Imports sources into the archive and queue. Cheap to clone: clients are shared handles.
 #[derive(Debug, Clone)]
@@ -58,39 +120,41 @@ impl Importer {
         })
     }
 
-    /// Imports every source once, each independently: one failing source does not stop the
-    /// others. Once `shutdown` fires, the import under way is finished and the sources not yet
-    /// started are reported as [`ImportError::Interrupted`]. Returns each source's outcome in
-    /// declaration order.
+    /// The sources this importer fetches: those with a URL (a landing-only source has none).
+    fn fetched_sources(&self) -> impl Iterator<Item = &Source> {
+        self.settings
+            .sources
+            .iter()
+            .filter(|source| source.url.is_some())
+    }
+
+    /// Imports every source once, all at the same time and each on its own: one failing or
+    /// slow source does not stop or delay the others. Once `shutdown` fires, each run stops
+    /// after the page under way (its whole pages are archived and announced) and reports
+    /// [`ImportError::Interrupted`]. Returns each source's outcome in declaration order.
     pub async fn run_once(
         &self,
         shutdown: &CancellationToken,
-    ) -> Vec<(String, Result<BatchMessage, ImportError>)> {
-        let mut outcomes = Vec::with_capacity(self.settings.sources.len());
-        for source in &self.settings.sources {
-            let outcome = if shutdown.is_cancelled() {
-                tracing::warn!(source = %source.name, "not imported: shutdown requested first");
-                Err(ImportError::Interrupted {
-                    source_name: source.name.clone(),
-                })
-            } else {
-                self.import_logged(source).await
-            };
-            outcomes.push((source.name.clone(), outcome));
-        }
-        outcomes
+    ) -> Vec<(String, Result<RunReport, ImportError>)> {
+        let runs = self.fetched_sources().map(|source| async move {
+            (
+                source.name.clone(),
+                self.import_logged(source, shutdown).await,
+            )
+        });
+        futures_util::future::join_all(runs).await
     }
 
     /// Imports each source on its own interval (the first time immediately) until `shutdown` is
-    /// cancelled. An import under way when it fires is finished, so no archived object is left
-    /// unannounced by a stop.
+    /// cancelled. A run under way when it fires stops after its current page, so no archived
+    /// object is left unannounced by a stop.
     pub async fn run(&self, shutdown: CancellationToken) {
         self.liveness.ready(&format!(
             "importing {} source(s) on their intervals",
-            self.settings.sources.len()
+            self.fetched_sources().count()
         ));
         let mut tasks = JoinSet::new();
-        for source in self.settings.sources.clone() {
+        for source in self.fetched_sources().cloned().collect::<Vec<_>>() {
             let importer = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { importer.run_source(&source, &shutdown).await });
@@ -109,146 +173,283 @@ impl Importer {
             }
             let _work = self.liveness.work();
             // Errors are logged inside; the next tick retries.
-            let _ = self.import_logged(source).await;
+            let _ = self.import_logged(source, shutdown).await;
         }
         tracing::info!(source = %source.name, "source stopped");
     }
 
-    async fn import_logged(&self, source: &Source) -> Result<BatchMessage, ImportError> {
+    async fn import_logged(
+        &self,
+        source: &Source,
+        shutdown: &CancellationToken,
+    ) -> Result<RunReport, ImportError> {
         let span = tracing::info_span!("import", source = %source.name);
-        let outcome = self.import(source).instrument(span.clone()).await;
+        let outcome = self
+            .import_until(source, shutdown)
+            .instrument(span.clone())
+            .await;
         let _entered = span.enter();
         match &outcome {
-            Ok(message) => tracing::info!(
-                key = %message.key,
-                records = message.record_count,
-                "batch archived and announced"
+            Ok(report) => tracing::info!(
+                pages = report.pages,
+                records = report.records,
+                objects = report.objects.len(),
+                unchanged_pages = report.unchanged_pages,
+                recovered = report.recovered,
+                capped = report.capped,
+                "run complete: batches archived and announced"
             ),
             Err(err) => tracing::error!(
                 error = %err,
                 retryable = err.is_retryable(),
-                "import failed; nothing was announced"
+                "run failed; its whole pages are archived and announced, its mark is not advanced"
             ),
         }
         outcome
     }
 
-    /// Fetches one batch of `source`, archiving it as it arrives, and announces it.
-    pub async fn import(&self, source: &Source) -> Result<BatchMessage, ImportError> {
-        let fetched_at = Utc::now();
-        let run_id = uuid::Uuid::now_v7().to_string();
-        let bucket = &self.settings.storage.bucket;
-        let key = archive_key(
-            &self.settings.storage.prefix,
-            &source.name,
-            fetched_at,
-            &run_id,
-        );
-        let (record_count, sha256) = self.fetch_into_archive(source, bucket, &key).await?;
-        let message = BatchMessage {
-            version: MESSAGE_VERSION,
-            source: source.name.clone(),
-            bucket: bucket.clone(),
-            key,
-            record_count,
-            sha256,
-            fetched_at,
-        };
-        self.announce(&message).await?;
-        Ok(message)
+    /// One run of `source`, to the end of its pages.
+    pub async fn import(&self, source: &Source) -> Result<RunReport, ImportError> {
+        self.import_until(source, &CancellationToken::new()).await
     }
 
-    /// GETs the source and streams the body into the archive object `key`, checking as it goes
-    /// that it is a JSON array; returns the number of records and the body's SHA-256. A body
-    /// that is not a batch, or a request or upload that fails half-way, leaves no object.
-    async fn fetch_into_archive(
+    /// One run of `source`: announce what an earlier run left unannounced, fetch every page
+    /// (from the incremental mark, if any), archive and announce them, then save the new mark
+    /// and page digests. Stops after the current page once `shutdown` fires.
+    pub async fn import_until(
         &self,
         source: &Source,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(u64, String), ImportError> {
-        let source_url = source.url.as_deref().unwrap_or_default();
-        let url = barge_core::redact_url(source_url);
-        // reqwest's errors repeat the URL, query string and all: drop it, `url` is redacted.
-        let transport = |err: reqwest::Error| ImportError::Transport {
+        shutdown: &CancellationToken,
+    ) -> Result<RunReport, ImportError> {
+        let state_error = |error| ImportError::State {
             source_name: source.name.clone(),
-            url: url.clone(),
-            reason: barge_core::error_chain(&err.without_url()),
+            error,
         };
-        let mut response = self.http.get(source_url).send().await.map_err(transport)?;
-        let status = response.status();
-        if !status.is_success() {
-            let mut start = Vec::new();
-            while start.len() < STATUS_BODY_BYTES {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => start.extend_from_slice(&chunk),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            start.truncate(STATUS_BODY_BYTES);
-            return Err(ImportError::Status {
+        let url = source
+            .url
+            .as_deref()
+            .and_then(|url| Url::parse(url).ok())
+            .ok_or_else(|| ImportError::NoUrl {
                 source_name: source.name.clone(),
-                url: url.clone(),
-                status: status.as_u16(),
-                body_start: String::from_utf8_lossy(&start).into_owned(),
-            });
+            })?;
+        let storage = &self.settings.storage;
+        let store = StateStore::new(self.aws.s3.clone(), &storage.bucket, &storage.state_prefix);
+        let (mut state, mut version) = store.load(&source.name).await.map_err(state_error)?;
+        let recovered = self
+            .recover(source, &store, &mut state, &mut version)
+            .await?;
+        let mark = match (&source.incremental, &state.mark) {
+            (Some(_), Some(mark)) => Some(state::mark_text(mark)),
+            (Some(incremental), None) => incremental.start.clone(),
+            (None, _) => None,
+        };
+        let mut pager = Pager::new(source, url, mark.as_deref());
+        let mut requester =
+            http::Requester::new(&self.http, source, self.settings.http.max_response_bytes);
+        let mut archiver = Archiver::new(self, &store, source);
+        let mut run = Run::default();
+        let walked = self
+            .walk(
+                source,
+                &state,
+                &mut requester,
+                &mut pager,
+                &mut archiver,
+                &mut run,
+                shutdown,
+            )
+            .await;
+        let capped = match walked {
+            Ok(capped) => capped,
+            Err(err) => {
+                self.keep_what_was_archived(source, &store, &mut archiver, state, version)
+                    .await;
+                return Err(err);
+            }
+        };
+        let mut next = SourceState {
+            mark: state.mark.clone(),
+            ..SourceState::default()
+        };
+        if let Some(run_mark) = &run.mark {
+            next.mark =
+                state::later_mark(next.mark, run_mark).map_err(|err| ImportError::Mark {
+                    source_name: source.name.clone(),
+                    reason: err.to_string(),
+                })?;
         }
-        let archive_error = |reason| ImportError::Archive {
+        next.remember(run.pages.iter().cloned());
+        store
+            .save(&source.name, &next, version.as_deref())
+            .await
+            .map_err(state_error)?;
+        if let Err(err) = store.delete_markers(&archiver.markers).await {
+            tracing::warn!(error = %err, "markers not removed; the next run announces their objects again (the ledger drops the duplicates)");
+        }
+        if capped {
+            tracing::warn!(
+                max_pages = source.pagination.max_pages,
+                "run stopped at pagination.max_pages; the rest comes next run"
+            );
+        }
+        Ok(RunReport {
+            pages: pager.pages(),
+            records: run.records,
+            unchanged_pages: run.unchanged_pages,
+            objects: archiver.announced,
+            recovered,
+            mark: next.mark,
+            capped,
+        })
+    }
+
+    /// Announces the objects of markers an earlier run left (a run that died between an
+    /// object's put and its message, or before saving its state), remembers their pages so they
+    /// are not archived again, and removes the markers. Returns how many were announced.
+    async fn recover(
+        &self,
+        source: &Source,
+        store: &StateStore,
+        state: &mut SourceState,
+        version: &mut Option<String>,
+    ) -> Result<usize, ImportError> {
+        let state_error = |error| ImportError::State {
             source_name: source.name.clone(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            reason,
+            error,
         };
-        let format_error = |err: SplitError<BatchFormatError>| {
-            let (SplitError::Format(format) | SplitError::Record(format)) = err;
-            ImportError::Format {
-                source_name: source.name.clone(),
-                url: url.clone(),
-                format,
+        let markers = store.markers(&source.name).await.map_err(state_error)?;
+        if markers.is_empty() {
+            return Ok(0);
+        }
+        let mut announced = 0;
+        for (_, marker) in &markers {
+            // No object: the run died before it became visible; its pages are fetched again.
+            if store
+                .exists(&marker.message.key)
+                .await
+                .map_err(state_error)?
+            {
+                self.announce(&marker.message).await?;
+                state.remember(marker.pages.iter().cloned());
+                announced += 1;
             }
-        };
-        let mut upload = archive::Upload::new(&self.aws.s3, bucket, key, &source.name);
-        let mut splitter = Splitter::new(
-            RecordLayout::Array,
-            self.settings.transformer.max_record_bytes,
+        }
+        *version = Some(
+            store
+                .save(&source.name, state, version.as_deref())
+                .await
+                .map_err(state_error)?,
         );
-        let mut hasher = Sha256::new();
-        // Each record must be JSON; whether it fits the source is the transformer's to say.
-        let mut records = 0u64;
-        let mut count = |record: &str| {
-            let checked = serde_json::from_str::<IgnoredAny>(record);
-            let index = records;
-            records += 1;
-            checked.map(drop).map_err(|err| {
-                BatchFormatError::NotJson(format!("record {index} is not JSON: {err}"))
-            })
-        };
-        let streamed = async {
-            while let Some(chunk) = response.chunk().await.map_err(transport)? {
-                hasher.update(&chunk);
-                splitter.push(&chunk, &mut count).map_err(format_error)?;
-                upload.write(&chunk).await.map_err(archive_error)?;
-            }
-            Ok(())
+        let keys: Vec<String> = markers.into_iter().map(|(key, _)| key).collect();
+        store.delete_markers(&keys).await.map_err(state_error)?;
+        tracing::warn!(
+            announced,
+            markers = keys.len(),
+            "objects an earlier run left unannounced are announced now"
+        );
+        Ok(announced)
+    }
+
+    /// After a failed run: finishes the open object if it holds whole pages, then remembers the
+    /// pages of every announced object (the mark stays) and removes their markers. Whatever
+    /// fails here is left to the next run's recovery.
+    async fn keep_what_was_archived(
+        &self,
+        source: &Source,
+        store: &StateStore,
+        archiver: &mut Archiver<'_>,
+        mut state: SourceState,
+        version: Option<String>,
+    ) {
+        if let Err(err) = archiver.salvage().await {
+            tracing::warn!(error = %err, "the last whole pages could not be archived; they are fetched again next run");
+        }
+        if archiver.markers.is_empty() {
+            return;
+        }
+        state.remember(archiver.archived_pages.iter().cloned());
+        let saved = async {
+            store.save(&source.name, &state, version.as_deref()).await?;
+            store.delete_markers(&archiver.markers).await
         }
         .await;
-        if let Err(err) = streamed {
-            upload.abort().await;
-            return Err(err);
+        if let Err(err) = saved {
+            tracing::warn!(error = %err, "state not saved after the failure; the next run announces this run's objects again");
         }
-        let records = match splitter.finish(&mut count) {
-            Ok(records) => records,
-            Err(err) => {
-                upload.abort().await;
-                return Err(format_error(err));
+    }
+
+    /// Fetches page after page until the pager says stop; returns whether `max_pages` cut the
+    /// run short.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk(
+        &self,
+        source: &Source,
+        state: &SourceState,
+        requester: &mut http::Requester<'_>,
+        pager: &mut Pager<'_>,
+        archiver: &mut Archiver<'_>,
+        run: &mut Run,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, ImportError> {
+        let mut url = pager.first().clone();
+        loop {
+            if shutdown.is_cancelled() {
+                archiver.finish().await?;
+                return Err(ImportError::Interrupted {
+                    source_name: source.name.clone(),
+                });
             }
-        };
-        let sha256 = barge_core::batch::hex_digest(hasher.finalize());
-        upload
-            .finish(&sha256, records)
-            .await
-            .map_err(archive_error)?;
-        Ok((records, sha256))
+            let number = pager.pages() + 1;
+            let fetched_at = Utc::now();
+            let mut answer = requester.get(&url, number).await?;
+            let page_url = answer.url.clone();
+            let link_next = answer
+                .headers
+                .get(reqwest::header::LINK)
+                .and_then(|value| value.to_str().ok())
+                .and_then(pages::link_next);
+            let page = Page {
+                source,
+                state,
+                number,
+                fetched_at,
+            };
+            let streamed = source.records.is_empty() && source.records_per_object.is_none();
+            let read = if streamed {
+                page.stream(&mut answer, archiver, run, &self.settings)
+                    .await
+            } else {
+                page.buffer(&mut answer, archiver, run, &self.settings)
+                    .await
+            };
+            let (records, fields) = match read {
+                Ok(read) => read,
+                Err(err) => {
+                    archiver.abort().await;
+                    return Err(err);
+                }
+            };
+            run.records += records;
+            let info = PageInfo {
+                records,
+                link_next,
+                fields,
+            };
+            let next = pager
+                .advance(&page_url, &info)
+                .map_err(|err| ImportError::Paging {
+                    source_name: source.name.clone(),
+                    url: barge_core::redact_url(page_url.as_str()),
+                    error: err,
+                })?;
+            match next {
+                Next::Fetch(next) => url = next,
+                Next::Done | Next::Capped => {
+                    archiver.finish().await?;
+                    return Ok(next == Next::Capped);
+                }
+            }
+        }
     }
 
     async fn announce(&self, message: &BatchMessage) -> Result<(), ImportError> {

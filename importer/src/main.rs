@@ -21,8 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Import every source once and exit; non-zero if any source failed or was not reached
-    /// because of SIGTERM/SIGINT (the import under way is finished first).
+    /// Run every source once, all at the same time, print each one's outcome (one line per
+    /// source on stdout) and exit: non-zero if any run failed or was stopped by SIGTERM/SIGINT
+    /// (each run first finishes the page under way).
     Once,
     /// Import each source on its interval until SIGTERM or SIGINT.
     Run,
@@ -39,12 +40,17 @@ async fn main() -> anyhow::Result<ExitCode> {
         .context("starting the importer")?;
     match cli.command {
         Command::Once => {
-            let failed = importer
-                .run_once(&shutdown)
-                .await
-                .iter()
-                .filter(|(_, outcome)| outcome.is_err())
-                .count();
+            let outcomes = importer.run_once(&shutdown).await;
+            let mut failed = 0;
+            for (source, outcome) in &outcomes {
+                match outcome {
+                    Ok(report) => println!("{source}: ok, {}", importer::describe(report)),
+                    Err(err) => {
+                        failed += 1;
+                        println!("{source}: FAILED, {err}");
+                    }
+                }
+            }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {

@@ -6,6 +6,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use barge_core::BatchMessage;
+use barge_core::fetch::{Compression, PageStyle, Pagination};
 use barge_localenv::{Daemon, TestEnv, spawn_sample_api};
 use importer::{ImportError, Importer};
 use sha2::{Digest, Sha256};
@@ -33,8 +34,10 @@ async fn archives_the_untouched_body_and_announces_it() {
         .await
         .unwrap();
 
-    let message = importer.import(&env.settings.sources[0]).await.unwrap();
+    let report = importer.import(&env.settings.sources[0]).await.unwrap();
 
+    assert_eq!(report.objects.len(), 1, "one page, one object");
+    let message = report.objects[0].clone();
     let keys = env.object_keys().await;
     assert_eq!(keys, [message.key.as_str()]);
     let parts: Vec<&str> = message.key.split('/').collect();
@@ -49,7 +52,7 @@ async fn archives_the_untouched_body_and_announces_it() {
             .collect::<Vec<_>>()[..]
     );
     assert!(
-        parts[5].ends_with(".json") && uuid_like(&parts[5][..parts[5].len() - 5]),
+        parts[5].ends_with(".json.gz") && uuid_like(&parts[5][..parts[5].len() - 8]),
         "{}",
         message.key
     );
@@ -65,10 +68,12 @@ async fn archives_the_untouched_body_and_announces_it() {
         .unwrap();
     let metadata = object.metadata().cloned().unwrap_or_default();
     assert_eq!(object.content_type(), Some("application/json"));
+    assert_eq!(object.content_encoding(), Some("gzip"));
     let stored = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(
-        stored, served,
-        "the archive holds the response byte for byte"
+        env.object(&message.key).await,
+        served,
+        "the archive holds the response byte for byte, gzip-compressed"
     );
     let digest = format!("{:x}", Sha256::digest(&stored));
     assert_eq!(message.sha256, digest);
@@ -100,14 +105,17 @@ async fn open_uploads(env: &TestEnv) -> usize {
 async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
     // About 12 MiB: more than one 8 MiB part.
     let url = spawn_sample_api(100_000).await;
-    let env = TestEnv::new().await.with_posts_url(&url);
+    let mut env = TestEnv::new().await.with_posts_url(&url);
+    // Uncompressed, so that the object is larger than a part too.
+    env.settings.sources[0].compression = Compression::None;
     let served = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert!(served.len() > 8 << 20, "{} bytes", served.len());
     let importer = Importer::new(env.settings.clone(), env.aws.clone())
         .await
         .unwrap();
 
-    let message = importer.import(&env.settings.sources[0]).await.unwrap();
+    let report = importer.import(&env.settings.sources[0]).await.unwrap();
+    let message = report.objects[0].clone();
 
     assert_eq!(env.object_keys().await, [message.key.as_str()]);
     let stored = env.object(&message.key).await;
@@ -133,7 +141,8 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/broken", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await });
-    let env = TestEnv::new().await.with_posts_url(&url);
+    let mut env = TestEnv::new().await.with_posts_url(&url);
+    env.settings.sources[0].compression = Compression::None;
     let importer = Importer::new(env.settings.clone(), env.aws.clone())
         .await
         .unwrap();
@@ -223,10 +232,7 @@ async fn bad_responses_are_named_and_write_nothing() {
     let broken = attempt("/broken-record").await;
     assert_eq!(
         broken.to_string(),
-        format!(
-            "source \"posts\": GET {base}/broken-record did not return a batch: \
-             not valid JSON: record 1 is not JSON: expected value at line 1 column 8"
-        )
+        "source \"posts\": page 1, record 1: not JSON: expected value at line 1 column 8"
     );
 
     let refused = {
@@ -277,7 +283,7 @@ async fn once_reports_each_source_and_one_failure_does_not_stop_the_others() {
     ));
     assert_eq!(outcomes[1].0, "posts");
     let posted = outcomes[1].1.as_ref().expect("posts imported");
-    assert_eq!(env.object_keys().await, [posted.key.as_str()]);
+    assert_eq!(env.object_keys().await, [posted.objects[0].key.as_str()]);
     assert_eq!(env.queued_messages().await, 1);
 }
 
@@ -298,18 +304,27 @@ async fn unknown_queue_fails_at_start_naming_it() {
 /// An interval long enough that a daemon imports once in a test.
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// An API whose `/slow` answers like the sample API's `/posts` (three posts) after a second,
-/// reporting each request it starts on `started`; returns its base URL.
+/// An API whose `/slow?page=N` answers three posts of their own (page 1 without `page`) after a
+/// second, for ever, reporting each request it starts on `started`; returns its base URL.
 async fn slow_api(started: tokio::sync::mpsc::UnboundedSender<()>) -> String {
+    #[derive(serde::Deserialize)]
+    struct Paged {
+        page: Option<i64>,
+    }
     let api = Router::new()
         .route(
             "/slow",
-            get(move || {
+            get(move |query: axum::extract::Query<Paged>| {
                 let started = started.clone();
                 async move {
                     let _ = started.send(());
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    axum::Json(barge_sample_api::posts(3))
+                    let last = query.page.unwrap_or(1) * 3;
+                    axum::Json(
+                        (last - 2..=last)
+                            .map(barge_sample_api::post)
+                            .collect::<Vec<_>>(),
+                    )
                 }
             }),
         )
@@ -343,16 +358,17 @@ async fn daemon_imports_on_its_interval() {
         &[("posts", &url)],
     );
     let daemon = Daemon::start(env!("CARGO_BIN_EXE_importer"), &["run"], &env, &[]);
-    barge_localenv::eventually(Duration::from_secs(30), "two imports", || async {
-        daemon.log().matches("batch archived and announced").count() >= 2
+    barge_localenv::eventually(Duration::from_secs(30), "two runs", || async {
+        daemon.log().matches("run complete").count() >= 2
     })
     .await;
     daemon.terminate();
     let (code, log) = daemon.wait(Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "{log}");
-    let objects = env.object_keys().await.len();
-    assert!(objects >= 2, "{objects} objects; log:\n{log}");
-    assert_eq!(env.queued_messages().await, objects as u64, "log:\n{log}");
+    // The API answered the same page each time: archived and announced once.
+    assert_eq!(env.object_keys().await.len(), 1, "log:\n{log}");
+    assert_eq!(env.queued_messages().await, 1, "log:\n{log}");
+    assert!(log.contains("page unchanged since the last run"), "{log}");
 }
 
 #[tokio::test]
@@ -377,10 +393,10 @@ async fn sigterm_during_an_import_finishes_it_before_the_daemon_stops() {
 }
 
 #[tokio::test]
-async fn sigterm_during_once_finishes_the_import_under_way_and_skips_the_rest() {
+async fn sigterm_during_once_stops_each_run_after_its_page_under_way() {
     let (started, mut requests) = tokio::sync::mpsc::unbounded_channel();
     let base = slow_api(started).await;
-    let env = with_sources(
+    let mut env = with_sources(
         TestEnv::new().await,
         HOUR,
         &[
@@ -388,19 +404,35 @@ async fn sigterm_during_once_finishes_the_import_under_way_and_skips_the_rest() 
             ("posts", &format!("{base}/posts")),
         ],
     );
+    // An endless paged API: only the signal ends this run.
+    env.settings.sources[0].pagination = Pagination {
+        style: PageStyle::Page,
+        ..Pagination::default()
+    };
     let daemon = Daemon::start(env!("CARGO_BIN_EXE_importer"), &["once"], &env, &[]);
-    requests.recv().await.expect("the first source is fetched");
+    requests.recv().await.expect("the first page is asked for");
+    requests.recv().await.expect("the second page is asked for");
 
     daemon.terminate();
     let (code, log) = daemon.wait(Duration::from_secs(20)).await;
 
-    assert_eq!(code, Some(1), "a source was not imported; log:\n{log}");
+    assert_eq!(code, Some(1), "a run did not complete; log:\n{log}");
     let keys = env.object_keys().await;
-    assert_eq!(keys.len(), 1, "{keys:?}; log:\n{log}");
-    assert!(keys[0].starts_with("raw/slow/"), "{keys:?}");
-    assert_eq!(env.queued_messages().await, 1, "log:\n{log}");
+    let slow = keys
+        .iter()
+        .filter(|key| key.starts_with("raw/slow/"))
+        .count();
+    let posts = keys
+        .iter()
+        .filter(|key| key.starts_with("raw/posts/"))
+        .count();
+    // Every page asked for was finished, archived and announced; no page was started after.
+    let asked = 2 + std::iter::from_fn(|| requests.try_recv().ok()).count();
+    assert_eq!((slow, posts), (asked, 1), "{keys:?}; log:\n{log}");
+    assert_eq!(env.queued_messages().await, asked as u64 + 1, "log:\n{log}");
+    assert!(log.contains("stopped by shutdown"), "{log}");
     assert!(
-        log.contains("not imported: shutdown requested first"),
+        log.contains("slow: FAILED") && log.contains("posts: ok"),
         "{log}"
     );
 }

@@ -30,7 +30,12 @@ async fn pipeline(count: i64) -> (TestEnv, Importer, Transformer) {
 async fn end_to_end_the_table_holds_exactly_the_served_posts() {
     let (env, importer, transformer) = pipeline(57).await;
 
-    let announced = importer.import(&env.settings.sources[0]).await.unwrap();
+    let announced = importer
+        .import(&env.settings.sources[0])
+        .await
+        .unwrap()
+        .objects[0]
+        .clone();
     let report = transformer.drain().await.unwrap();
 
     assert!(
@@ -74,7 +79,12 @@ async fn end_to_end_the_table_holds_exactly_the_served_posts() {
 #[tokio::test]
 async fn a_redelivered_or_duplicated_message_loads_once() {
     let (env, importer, transformer) = pipeline(20).await;
-    let announced = importer.import(&env.settings.sources[0]).await.unwrap();
+    let announced = importer
+        .import(&env.settings.sources[0])
+        .await
+        .unwrap()
+        .objects[0]
+        .clone();
     // SQS is at-least-once: the same message twice, before and after the first load.
     env.send(&announced.to_json()).await;
     let report = transformer.drain().await.unwrap();

@@ -62,15 +62,21 @@ impl BatchMessage {
     }
 }
 
-/// The S3 key of a raw batch: `<prefix>/<source>/<yyyy>/<mm>/<dd>/<run_id>.json`, partitioned by
-/// the UTC fetch date so that a date range can be listed and replayed.
-pub fn archive_key(prefix: &str, source: &str, fetched_at: DateTime<Utc>, run_id: &str) -> String {
+/// The S3 key of a raw batch: `<prefix>/<source>/<yyyy>/<mm>/<dd>/<file_name>`, partitioned by
+/// the UTC fetch date so that a date range can be listed and replayed. The importer names its
+/// files `<uuidv7>.json` or `<uuidv7>.json.gz`: unique, and in creation order.
+pub fn archive_key(
+    prefix: &str,
+    source: &str,
+    fetched_at: DateTime<Utc>,
+    file_name: &str,
+) -> String {
     let prefix = prefix.trim_end_matches('/');
     let date = fetched_at.format("%Y/%m/%d");
     if prefix.is_empty() {
-        format!("{source}/{date}/{run_id}.json")
+        format!("{source}/{date}/{file_name}")
     } else {
-        format!("{prefix}/{source}/{date}/{run_id}.json")
+        format!("{prefix}/{source}/{date}/{file_name}")
     }
 }
 
@@ -129,15 +135,15 @@ mod tests {
     fn keys_are_partitioned_by_utc_date() {
         let at = "2026-01-05T23:59:59Z".parse().unwrap();
         assert_eq!(
-            archive_key("raw", "posts", at, "r1"),
+            archive_key("raw", "posts", at, "r1.json"),
             "raw/posts/2026/01/05/r1.json"
         );
         assert_eq!(
-            archive_key("raw/", "posts", at, "r1"),
-            "raw/posts/2026/01/05/r1.json"
+            archive_key("raw/", "posts", at, "r1.json.gz"),
+            "raw/posts/2026/01/05/r1.json.gz"
         );
         assert_eq!(
-            archive_key("", "posts", at, "r1"),
+            archive_key("", "posts", at, "r1.json"),
             "posts/2026/01/05/r1.json"
         );
     }

@@ -258,6 +258,21 @@ impl Source {
         }
         check_pointer(&self.records).map_err(|why| invalid(format!("records {why}")))?;
         self.pagination.validate().map_err(invalid)?;
+        let pagination = &self.pagination;
+        let body_fields = [
+            ("cursor_field", &pagination.cursor_field),
+            ("next_url_field", &pagination.next_url_field),
+            ("has_more_field", &pagination.has_more_field),
+            ("total_field", &pagination.total_field),
+        ];
+        if self.records.is_empty()
+            && let Some((name, _)) = body_fields.iter().find(|(_, field)| field.is_some())
+        {
+            return Err(invalid(format!(
+                "pagination.{name} is read from the page, but records is empty (the page is \
+                 the array of records): set records to the records' JSON pointer, e.g. \"/data\""
+            )));
+        }
         if let Some(incremental) = &self.incremental {
             if incremental.param.is_empty() {
                 return Err(invalid("incremental.param is empty".into()));

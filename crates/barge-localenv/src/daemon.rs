@@ -33,7 +33,8 @@ impl Daemon {
             .envs(extra.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Both streams in one log: `importer once` reports on stdout, logs go to stderr.
+            .stdout(file.try_clone().expect("share the daemon's log"))
             .stderr(file)
             .spawn()
             .expect("start the daemon");

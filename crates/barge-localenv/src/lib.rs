@@ -358,37 +358,69 @@ impl TestEnv {
             .expect("connect to the test database")
     }
 
-    /// Keys of every object in this test's bucket.
+    /// Keys of the objects in this test's bucket, except the importer's own state (under
+    /// `storage.state_prefix`): the archive, rejected records, landing files.
     pub async fn object_keys(&self) -> Vec<String> {
-        self.aws
+        let state = format!(
+            "{}/",
+            self.settings.storage.state_prefix.trim_end_matches('/')
+        );
+        let mut keys = self.all_object_keys().await;
+        keys.retain(|key| !key.starts_with(&state));
+        keys
+    }
+
+    /// Keys of every object in this test's bucket, the importer's state included.
+    pub async fn all_object_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .aws
             .s3
             .list_objects_v2()
             .bucket(&self.settings.storage.bucket)
-            .send()
-            .await
-            .expect("list objects")
-            .contents
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|object| object.key)
-            .collect()
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("list objects");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key.clone()),
+            );
+        }
+        keys
     }
 
-    /// The bytes of object `key` of this test's bucket.
+    /// The content of object `key` of this test's bucket: its bytes, decompressed when it is
+    /// stored with `Content-Encoding: gzip` (as the importer archives by default).
     pub async fn object(&self, key: &str) -> Vec<u8> {
-        self.aws
+        let (bytes, encoding) = self.stored_object(key).await;
+        if encoding.as_deref() != Some("gzip") {
+            return bytes;
+        }
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+            &mut content,
+        )
+        .unwrap_or_else(|err| panic!("{key} is not gzip: {err}"));
+        content
+    }
+
+    /// The bytes of object `key` as stored, and its `Content-Encoding`.
+    pub async fn stored_object(&self, key: &str) -> (Vec<u8>, Option<String>) {
+        let object = self
+            .aws
             .s3
             .get_object()
             .bucket(&self.settings.storage.bucket)
             .key(key)
             .send()
             .await
-            .unwrap_or_else(|err| panic!("get {key}: {}", barge_core::error_chain(&err)))
-            .body
-            .collect()
-            .await
-            .expect("read object")
-            .to_vec()
+            .unwrap_or_else(|err| panic!("get {key}: {}", barge_core::error_chain(&err)));
+        let encoding = object.content_encoding.clone();
+        let bytes = object.body.collect().await.expect("read object").to_vec();
+        (bytes, encoding)
     }
 
     /// One receive of up to ten messages from `queue_url`, waiting at most `wait_seconds`, with

@@ -951,7 +951,7 @@ impl<'a> Bench<'a> {
             &self.env.settings.storage.prefix,
             &source.name,
             fetched_at,
-            name,
+            &format!("{name}.json"),
         )
     }
 

@@ -48,11 +48,14 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     println!("\n== importer once");
     let importer = Importer::new(settings.clone(), aws.clone()).await?;
     for (source, outcome) in importer.run_once(&CancellationToken::new()).await {
-        let message = outcome.with_context(|| format!("importing source {source}"))?;
-        println!(
-            "{source}: {} records archived at s3://{}/{} and announced",
-            message.record_count, message.bucket, message.key
-        );
+        let report = outcome.with_context(|| format!("importing source {source}"))?;
+        println!("{source}: {}", importer::describe(&report));
+        for message in &report.objects {
+            println!(
+                "  {} records archived at s3://{}/{} and announced",
+                message.record_count, message.bucket, message.key
+            );
+        }
     }
 
     println!("\n== transformer, until the queue is drained");
