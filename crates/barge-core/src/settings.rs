@@ -897,6 +897,37 @@ mod tests {
     }
 
     #[test]
+    fn bucket_prefixes_must_not_overlap() {
+        let mut settings = Settings {
+            sources: vec![Source::jsonplaceholder_posts()],
+            ..Settings::default()
+        };
+        settings.validate().unwrap();
+        settings.storage.state_prefix = "raw/state".into();
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("storage.state_prefix \"raw/state\" overlaps storage.prefix \"raw\""),
+            "{err}"
+        );
+        settings.storage.state_prefix = "state".into();
+        settings.sources[0].landing_prefix = Some("errors/".into());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("landing_prefix of source \"posts\""), "{err}");
+        settings.sources[0].landing_prefix = Some("rawer".into());
+        settings
+            .validate()
+            .expect("whole path segments: rawer is not under raw");
+        settings.storage.errors_prefix = String::new();
+        assert!(
+            settings
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("storage.errors_prefix is empty")
+        );
+    }
+
+    #[test]
     fn duplicate_source_names_are_rejected() {
         let mut settings = Settings::default();
         settings.sources.push(Source::jsonplaceholder_posts());

@@ -455,6 +455,30 @@ mod tests {
     }
 
     #[test]
+    fn fetching_declarations_are_checked() {
+        assert!(
+            problem(|s| {
+                s.pagination.style = crate::fetch::PageStyle::Cursor;
+                s.pagination.cursor_field = Some("/next".into());
+            })
+            .contains("records is empty (the page is the array of records)")
+        );
+        assert!(problem(|s| s.records = "data".into()).contains("not a JSON pointer"));
+        assert!(problem(|s| s.rate_limit = Some(0.0)).contains("rate_limit is 0"));
+        assert!(problem(|s| s.records_per_object = Some(0)).contains("at least 1"));
+        assert!(
+            problem(|s| {
+                s.headers.insert("Bad Header".into(), "x".into());
+            })
+            .contains("not a header name")
+        );
+        assert!(problem(|s| s.url = None).contains("needs a url to fetch, a landing_prefix"));
+        let mut landing_only = Source::jsonplaceholder_posts();
+        (landing_only.url, landing_only.landing_prefix) = (None, Some("landing/posts".into()));
+        landing_only.validate().unwrap();
+    }
+
+    #[test]
     fn column_types_parse_from_their_sql_names() {
         #[derive(Deserialize)]
         struct Wrapper {
