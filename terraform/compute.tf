@@ -15,6 +15,7 @@ locals {
     bucket = ${jsonencode(aws_s3_bucket.data.bucket)}
     prefix = ${jsonencode(local.raw_prefix)}
     errors_prefix = ${jsonencode(local.errors_prefix)}
+    state_prefix = ${jsonencode(local.state_prefix)}
 
     [queue]
     queue = ${jsonencode(aws_sqs_queue.main.url)}

@@ -85,10 +85,39 @@ data "aws_iam_policy_document" "importer" {
   source_policy_documents = [data.aws_iam_policy_document.host_common["importer"].json]
 
   statement {
-    sid       = "ArchiveRawBatches"
-    effect    = "Allow"
-    actions   = ["s3:PutObject"]
+    sid    = "ArchiveRawBatches"
+    effect = "Allow"
+    # HeadObject (s3:GetObject) tells a run whether an earlier run's object became visible;
+    # AbortMultipartUpload cleans up after a page that turned out not to be a batch.
+    actions = [
+      "s3:PutObject",
+      "s3:GetObject",
+      "s3:AbortMultipartUpload",
+    ]
     resources = ["${aws_s3_bucket.data.arn}/${local.raw_prefix}/*"]
+  }
+
+  statement {
+    sid    = "KeepImporterState"
+    effect = "Allow"
+    actions = [
+      "s3:PutObject",
+      "s3:GetObject",
+      "s3:DeleteObject",
+    ]
+    resources = ["${aws_s3_bucket.data.arn}/${local.state_prefix}/*"]
+  }
+
+  statement {
+    sid       = "ListImporterMarkers"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.data.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.state_prefix}/*"]
+    }
   }
 
   statement {
@@ -108,6 +137,16 @@ data "aws_iam_policy_document" "importer" {
       sid       = "ReadApiSecrets"
       effect    = "Allow"
       actions   = ["secretsmanager:GetSecretValue"]
+      resources = statement.value
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.importer_parameter_arns) > 0 ? [var.importer_parameter_arns] : []
+    content {
+      sid       = "ReadApiParameters"
+      effect    = "Allow"
+      actions   = ["ssm:GetParameter"]
       resources = statement.value
     }
   }

@@ -1,10 +1,12 @@
 locals {
   # Key prefixes of the data bucket. raw/ is the immutable archive the importer writes (and the
   # replay source), landing/ is for objects dropped in by other producers (announced to the
-  # queue by S3 itself), errors/ receives the transformer's rejected records.
+  # queue by S3 itself), errors/ receives the transformer's rejected records, state/ holds the
+  # importer's incremental marks, page digests and markers of unsettled objects.
   raw_prefix     = "raw"
   landing_prefix = "landing"
   errors_prefix  = "errors"
+  state_prefix   = "state"
 
   # Release tarballs: s3://<artifacts bucket>/<artifacts prefix>/barge-<version>-x86_64-linux.tar.gz
   artifacts_bucket = var.artifacts_bucket != "" ? var.artifacts_bucket : aws_s3_bucket.data.bucket

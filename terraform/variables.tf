@@ -478,6 +478,17 @@ variable "importer_secret_arns" {
   }
 }
 
+variable "importer_parameter_arns" {
+  description = "SSM Parameter Store parameter ARNs the importer may read (API credentials, SecureString decrypted with the AWS-managed aws/ssm key); empty = none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.importer_parameter_arns : can(regex("^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[A-Za-z0-9/_.-]+$", arn))])
+    error_message = "importer_parameter_arns must contain only SSM parameter ARNs (arn:aws:ssm:<region>:<account>:parameter/<name>), without wildcards."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Alarms and logs
 # ---------------------------------------------------------------------------------------------
