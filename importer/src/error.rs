@@ -71,6 +71,22 @@ pub enum ImportError {
         /// What is wrong.
         error: crate::pages::PageError,
     },
+    /// A page to be held whole is larger than `http.max_page_bytes`.
+    #[error(
+        "source {source_name:?}: GET {url}: page {page} is larger than http.max_page_bytes \
+         ({limit} bytes), the most a page read whole (records inside an object, or \
+         records_per_object) may be"
+    )]
+    PageTooLarge {
+        /// Source name.
+        source_name: String,
+        /// The page's URL, redacted.
+        url: String,
+        /// The page (from 1).
+        page: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The importer's state (mark, page digests, markers) could not be read or written.
     #[error("source {source_name:?}: importer state: {error}")]
     State {
@@ -129,6 +145,7 @@ impl ImportError {
             Self::Format { .. }
             | Self::Record { .. }
             | Self::Paging { .. }
+            | Self::PageTooLarge { .. }
             | Self::Mark { .. }
             | Self::NoUrl { .. } => false,
         }

@@ -94,8 +94,17 @@ impl Page<'_> {
         settings: &Settings,
     ) -> Result<(u64, PageFields), ImportError> {
         let url = barge_core::redact_url(answer.url.as_str());
+        let limit = settings.http.max_page_bytes;
         let mut body = Vec::new();
         while let Some(chunk) = answer.chunk().await? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(ImportError::PageTooLarge {
+                    source_name: self.source.name.clone(),
+                    url,
+                    page: self.number,
+                    limit,
+                });
+            }
             body.extend_from_slice(&chunk);
         }
         let digest = barge_core::content_digest(&body);

@@ -261,3 +261,29 @@ async fn the_same_page_twice_is_archived_and_announced_once() {
     assert_eq!(env.object_keys().await.len(), 1);
     assert_eq!(env.queued_messages().await, 1);
 }
+
+#[tokio::test]
+async fn a_page_to_be_held_whole_is_bounded_by_max_page_bytes() {
+    let (mut env, _api) = env_for(5, "/big?bytes=300000", |source| {
+        source.records_per_object = Some(1000);
+    })
+    .await;
+    env.settings.http.max_page_bytes = 100_000;
+    let error = run(&env).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ImportError::PageTooLarge {
+                page: 1,
+                limit: 100_000,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(env.object_keys().await.is_empty());
+    // The same page streams through when it is archived as it comes.
+    env.settings.sources[0].records_per_object = None;
+    let report = run(&env).await.unwrap();
+    assert_eq!(report.objects.len(), 1);
+}

@@ -385,10 +385,14 @@ pub struct HttpSettings {
     /// of holding it.
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
-    /// Largest response body accepted, in bytes: a larger one fails the run, never the host's
-    /// memory. A page whose records sit inside an object (`records = "/data"`) is held whole
-    /// while it is read, so this is also the importer's memory per source.
+    /// Largest response body accepted, in bytes: a larger one fails the run. A page that is
+    /// the array of its records streams into S3, so this bounds time and storage, not memory.
     pub max_response_bytes: u64,
+    /// Largest page held whole in memory, in bytes: a page whose records sit inside an object
+    /// (`records = "/data"`), or whose records are gathered across pages
+    /// (`records_per_object`), is read whole before it is taken apart. A larger one fails the
+    /// run, never the host's memory.
+    pub max_page_bytes: u64,
 }
 
 impl Default for HttpSettings {
@@ -398,7 +402,8 @@ impl Default for HttpSettings {
             max_attempts: 5,
             max_backoff: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(5 * 60),
-            max_response_bytes: 256 << 20,
+            max_response_bytes: 1 << 30,
+            max_page_bytes: 64 << 20,
         }
     }
 }
@@ -525,9 +530,10 @@ impl Settings {
         }
         self.check_prefixes()?;
         let http = &self.http;
-        if http.max_attempts == 0 || http.max_response_bytes < 1024 {
+        if http.max_attempts == 0 || http.max_response_bytes < 1024 || http.max_page_bytes < 1024 {
             return Err(SettingsError::OutOfRange(
-                "http.max_attempts must be at least 1 and http.max_response_bytes at least 1024"
+                "http.max_attempts must be at least 1, http.max_response_bytes and \
+                 http.max_page_bytes at least 1024"
                     .into(),
             ));
         }
