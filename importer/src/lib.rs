@@ -415,19 +415,14 @@ impl Importer {
                 fetched_at,
             };
             let streamed = source.records.is_empty() && source.records_per_object.is_none();
-            let read = if streamed {
+            // On an error the caller salvages the open object: finished if it holds only whole
+            // pages, dropped if this page was being written into it.
+            let (records, fields) = if streamed {
                 page.stream(&mut answer, archiver, run, &self.settings)
-                    .await
+                    .await?
             } else {
                 page.buffer(&mut answer, archiver, run, &self.settings)
-                    .await
-            };
-            let (records, fields) = match read {
-                Ok(read) => read,
-                Err(err) => {
-                    archiver.abort().await;
-                    return Err(err);
-                }
+                    .await?
             };
             run.records += records;
             let info = PageInfo {

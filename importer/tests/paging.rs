@@ -287,3 +287,22 @@ async fn a_page_to_be_held_whole_is_bounded_by_max_page_bytes() {
     let report = run(&env).await.unwrap();
     assert_eq!(report.objects.len(), 1);
 }
+
+#[tokio::test]
+async fn whole_pages_gathered_before_a_failure_are_archived_not_dropped() {
+    let (env, _api) = env_for(35, "/trap/posts", |source| {
+        source.records = "/data".into();
+        source.records_per_object = Some(1000);
+        source.pagination = paged(PageStyle::Cursor, |p| {
+            p.cursor_field = Some("/next_cursor".into());
+        });
+    })
+    .await;
+    run(&env).await.unwrap_err();
+    let keys = env.object_keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let content = env.object(&keys[0]).await;
+    let records = barge_core::split_records(&content, RecordLayout::Array).unwrap();
+    assert_eq!(records.len(), 4, "pages 1 and 2, whole");
+    assert_eq!(env.queued_messages().await, 1);
+}
