@@ -21,11 +21,9 @@ use tracing::Instrument;
 
 mod archive;
 mod error;
+pub mod http;
 
 pub use error::ImportError;
-
-/// How much of an error response's body is quoted: enough for the API's reason.
-const STATUS_BODY_BYTES: usize = 200;
 
 /// Imports sources into the archive and queue. Cheap to clone: clients are shared handles.
 #[derive(Debug, Clone)]
@@ -42,12 +40,8 @@ impl Importer {
     /// Builds the HTTP client and resolves the queue URL, so that a misconfigured queue fails at
     /// start-up rather than after the first fetch.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.http.timeout)
-            .read_timeout(settings.http.timeout)
-            .user_agent(concat!("barge-importer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| StartError::HttpClient(err.to_string()))?;
+        let http = http::client(&settings.http)
+            .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
         Ok(Self {
             settings: Arc::new(settings),
@@ -169,30 +163,13 @@ impl Importer {
     ) -> Result<(u64, String), ImportError> {
         let source_url = source.url.as_deref().unwrap_or_default();
         let url = barge_core::redact_url(source_url);
-        // reqwest's errors repeat the URL, query string and all: drop it, `url` is redacted.
-        let transport = |err: reqwest::Error| ImportError::Transport {
+        let parsed = url::Url::parse(source_url).map_err(|err| ImportError::Request {
             source_name: source.name.clone(),
-            url: url.clone(),
-            reason: barge_core::error_chain(&err.without_url()),
-        };
-        let mut response = self.http.get(source_url).send().await.map_err(transport)?;
-        let status = response.status();
-        if !status.is_success() {
-            let mut start = Vec::new();
-            while start.len() < STATUS_BODY_BYTES {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => start.extend_from_slice(&chunk),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            start.truncate(STATUS_BODY_BYTES);
-            return Err(ImportError::Status {
-                source_name: source.name.clone(),
-                url: url.clone(),
-                status: status.as_u16(),
-                body_start: String::from_utf8_lossy(&start).into_owned(),
-            });
-        }
+            problem: format!("url {url}: {err}"),
+        })?;
+        let mut requester =
+            http::Requester::new(source, &self.settings.http, &self.http, &self.aws).await?;
+        let mut answer = requester.get(&parsed, 1).await?;
         let archive_error = |reason| ImportError::Archive {
             source_name: source.name.clone(),
             bucket: bucket.to_owned(),
@@ -224,7 +201,7 @@ impl Importer {
             })
         };
         let streamed = async {
-            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            while let Some(chunk) = answer.chunk().await? {
                 hasher.update(&chunk);
                 splitter.push(&chunk, &mut count).map_err(format_error)?;
                 upload.write(&chunk).await.map_err(archive_error)?;

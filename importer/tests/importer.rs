@@ -129,7 +129,15 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
         body.push_str(r#"{"id":1,"title":"a record of a response that breaks off"},"#);
     }
     let length = body.len();
-    let api = Router::new().route("/broken", get(move || async move { body }));
+    let api = Router::new().route(
+        "/broken",
+        get(move || async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/broken", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await });
@@ -152,6 +160,14 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
     assert!(receive_all(&env).await.is_empty());
 }
 
+/// `body` served as `application/json`.
+fn json(body: &'static str) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+}
+
 fn uuid_like(text: &str) -> bool {
     text.len() == 36 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
@@ -168,16 +184,22 @@ async fn bad_responses_are_named_and_write_nothing() {
             "/missing",
             get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
         )
-        .route("/html", get(|| async { "<html>hello</html>" }))
-        .route("/object", get(|| async { r#"{"data": [{"id": 1}]}"# }))
+        // Each says it is JSON: what is checked here is what the body is.
+        .route("/html", get(|| async { json("<html>hello</html>") }))
+        .route(
+            "/object",
+            get(|| async { json(r#"{"data": [{"id": 1}]}"#) }),
+        )
         .route(
             "/broken-record",
-            get(|| async { r#"[{"id": 1}, {"id": }]"# }),
+            get(|| async { json(r#"[{"id": 1}, {"id": }]"#) }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await });
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    // One try each: retries are tests/http.rs's.
+    env.settings.http.max_attempts = 1;
     let importer = Importer::new(env.settings.clone(), env.aws.clone())
         .await
         .unwrap();
