@@ -17,7 +17,6 @@ use barge_core::aws::AwsClients;
 use barge_core::settings::DatabaseSettings;
 use barge_core::{BatchMessage, Settings};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::net::TcpListener;
 
 /// The attributes of a queue that matter to barge.
 #[derive(Debug, Clone, Copy)]
@@ -475,16 +474,15 @@ impl TestEnv {
 /// Serves `count` sample posts on a free loopback port for as long as the test runs; returns the
 /// `/posts` URL.
 pub async fn spawn_sample_api(count: i64) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let address = listener.local_addr().expect("local address");
-    tokio::spawn(barge_sample_api::serve(
-        listener,
-        count,
-        std::future::pending(),
-    ));
-    format!("http://{address}/posts")
+    let (_, base_url) = spawn_sample_api_handle(count).await;
+    format!("{base_url}/posts")
+}
+
+/// Serves `count` sample posts on a free loopback port for as long as the test runs; returns the
+/// handle that changes the count or reads the flaky route's counters, and the base URL
+/// (`http://127.0.0.1:PORT`) to which a test appends the route it exercises.
+pub async fn spawn_sample_api_handle(count: i64) -> (barge_sample_api::SampleApi, String) {
+    barge_sample_api::spawn(count).await.expect("bind loopback")
 }
 
 /// Polls `check` every 100 ms until it holds, panicking with `what` after `limit`.

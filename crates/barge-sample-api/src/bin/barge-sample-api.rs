@@ -2,7 +2,8 @@
 
 use clap::Parser;
 
-/// Serve deterministic JSONPlaceholder-shaped posts at `GET /posts`.
+/// Serve deterministic JSONPlaceholder-shaped posts at `GET /posts`, and the paged, failing and
+/// misbehaving variants the library documents.
 #[derive(Parser)]
 struct Cli {
     /// Address to listen on (the one `deploy/local/barge.toml` points at).
