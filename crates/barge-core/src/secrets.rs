@@ -285,6 +285,8 @@ impl<'de> Visitor<'de> for SecretVisitor {
 }
 
 #[cfg(test)]
+// figment's Jail returns its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use secrecy::ExposeSecret;
 
