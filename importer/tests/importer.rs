@@ -82,20 +82,6 @@ async fn archives_the_untouched_body_and_announces_it() {
     assert_eq!(receive_all(&env).await, [message]);
 }
 
-/// Multipart uploads still open in the test's bucket (an aborted one must leave none).
-async fn open_uploads(env: &TestEnv) -> usize {
-    env.aws
-        .s3
-        .list_multipart_uploads()
-        .bucket(&env.settings.storage.bucket)
-        .send()
-        .await
-        .unwrap()
-        .uploads
-        .unwrap_or_default()
-        .len()
-}
-
 #[tokio::test]
 async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
     // About 12 MiB: more than one 8 MiB part.
@@ -117,7 +103,7 @@ async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
     );
     assert_eq!(message.sha256, format!("{:x}", Sha256::digest(&stored)));
     assert_eq!(message.record_count, 100_000);
-    assert_eq!(open_uploads(&env).await, 0);
+    assert_eq!(env.open_uploads().await, 0);
     assert_eq!(receive_all(&env).await, [message]);
 }
 
@@ -153,7 +139,7 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
     assert!(error.to_string().ends_with(&expected), "{error}");
     assert!(env.object_keys().await.is_empty());
     assert_eq!(
-        open_uploads(&env).await,
+        env.open_uploads().await,
         0,
         "the multipart upload is aborted"
     );
