@@ -1,5 +1,5 @@
-//! What can go wrong importing one batch. Every variant names the source and the URL or object
-//! key, and says whether trying again later can help. URLs are redacted
+//! What can go wrong importing one batch. Every variant names the source, and the URL or object
+//! key when there is one, and says whether trying again later can help. URLs are redacted
 //! ([`barge_core::redact_url`]): API keys often travel in query strings.
 
 /// A failed import of one source; nothing is announced for it.

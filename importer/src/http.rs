@@ -34,7 +34,8 @@ const BODY_START_BYTES: usize = 200;
 /// The first pause before trying again (unless `http.max_backoff` is shorter).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The longest spacing a rate limit imposes (a week): a smaller rate is one request per run.
+/// The longest spacing a rate limit imposes: a `rate_limit` under one request a week counts as
+/// one a week.
 const MAX_SPACING: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The importer's HTTP client, shared by every source: `http.timeout` to connect and between
