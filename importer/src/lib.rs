@@ -104,12 +104,8 @@ impl Importer {
     /// Builds the HTTP client and resolves the queue URL, so that a misconfigured queue fails at
     /// start-up rather than after the first fetch.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.http.timeout)
-            .read_timeout(settings.http.timeout)
-            .user_agent(concat!("barge-importer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| StartError::HttpClient(err.to_string()))?;
+        let http = http::client(&settings.http)
+            .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
         Ok(Self {
             settings: Arc::new(settings),
@@ -245,7 +241,7 @@ impl Importer {
         };
         let mut pager = Pager::new(source, url, mark.as_deref());
         let mut requester =
-            http::Requester::new(&self.http, source, self.settings.http.max_response_bytes);
+            http::Requester::new(source, &self.settings.http, &self.http, &self.aws).await?;
         let mut archiver = Archiver::new(self, &store, source);
         let mut run = Run::default();
         let walked = self

@@ -85,13 +85,11 @@ pub struct Pager<'a> {
 
 impl<'a> Pager<'a> {
     /// The pager of `source`, asking for records newer than `mark` (sent in the incremental
-    /// parameter) when there is one. `url` is the source's URL, parsed.
+    /// parameter) when there is one. `url` is the source's URL, parsed. The source's fixed
+    /// `query` parameters and credential are set on every request by [`crate::http`].
     pub fn new(source: &'a Source, url: Url, mark: Option<&str>) -> Self {
         let pagination = &source.pagination;
         let mut first = url;
-        for (name, value) in &source.query {
-            set_param(&mut first, name, value);
-        }
         if let (Some(incremental), Some(mark)) = (&source.incremental, mark) {
             set_param(&mut first, &incremental.param, mark);
         }

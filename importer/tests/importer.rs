@@ -87,20 +87,6 @@ async fn archives_the_untouched_body_and_announces_it() {
     assert_eq!(receive_all(&env).await, [message]);
 }
 
-/// Multipart uploads still open in the test's bucket (an aborted one must leave none).
-async fn open_uploads(env: &TestEnv) -> usize {
-    env.aws
-        .s3
-        .list_multipart_uploads()
-        .bucket(&env.settings.storage.bucket)
-        .send()
-        .await
-        .unwrap()
-        .uploads
-        .unwrap_or_default()
-        .len()
-}
-
 #[tokio::test]
 async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
     // About 12 MiB: more than one 8 MiB part.
@@ -125,7 +111,7 @@ async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
     );
     assert_eq!(message.sha256, format!("{:x}", Sha256::digest(&stored)));
     assert_eq!(message.record_count, 100_000);
-    assert_eq!(open_uploads(&env).await, 0);
+    assert_eq!(env.open_uploads().await, 0);
     assert_eq!(receive_all(&env).await, [message]);
 }
 
@@ -137,7 +123,15 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
         body.push_str(r#"{"id":1,"title":"a record of a response that breaks off"},"#);
     }
     let length = body.len();
-    let api = Router::new().route("/broken", get(move || async move { body }));
+    let api = Router::new().route(
+        "/broken",
+        get(move || async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/broken", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await });
@@ -154,11 +148,19 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
     assert!(error.to_string().ends_with(&expected), "{error}");
     assert!(env.object_keys().await.is_empty());
     assert_eq!(
-        open_uploads(&env).await,
+        env.open_uploads().await,
         0,
         "the multipart upload is aborted"
     );
     assert!(receive_all(&env).await.is_empty());
+}
+
+/// `body` served as `application/json`.
+fn json(body: &'static str) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
 }
 
 fn uuid_like(text: &str) -> bool {
@@ -177,16 +179,22 @@ async fn bad_responses_are_named_and_write_nothing() {
             "/missing",
             get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
         )
-        .route("/html", get(|| async { "<html>hello</html>" }))
-        .route("/object", get(|| async { r#"{"data": [{"id": 1}]}"# }))
+        // Each says it is JSON: what is checked here is what the body is.
+        .route("/html", get(|| async { json("<html>hello</html>") }))
+        .route(
+            "/object",
+            get(|| async { json(r#"{"data": [{"id": 1}]}"#) }),
+        )
         .route(
             "/broken-record",
-            get(|| async { r#"[{"id": 1}, {"id": }]"# }),
+            get(|| async { json(r#"[{"id": 1}, {"id": }]"#) }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await });
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    // One try each: retries are tests/http.rs's.
+    env.settings.http.max_attempts = 1;
     let importer = Importer::new(env.settings.clone(), env.aws.clone())
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
-/// The S3 and SQS clients both daemons use.
+/// The S3, SQS and secret-store clients both daemons use.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     /// Client for the raw archive.
@@ -18,6 +18,8 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     /// Client for secrets kept in AWS Secrets Manager.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Client for secrets kept in SSM Parameter Store.
+    pub ssm: aws_sdk_ssm::Client,
     /// The deadlines the clients were built with (streamed bodies are read with `stall`).
     pub timeouts: Timeouts,
 }
@@ -32,7 +34,7 @@ pub struct QueueUrlError {
     pub reason: String,
 }
 
-/// Deadlines of every S3 and SQS call.
+/// Deadlines of every AWS call.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// To open a connection.
@@ -88,6 +90,7 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
             timeouts,
         }
     }

@@ -423,6 +423,20 @@ impl TestEnv {
         (bytes, encoding)
     }
 
+    /// Multipart uploads still open in this test's bucket (an aborted one must leave none).
+    pub async fn open_uploads(&self) -> usize {
+        self.aws
+            .s3
+            .list_multipart_uploads()
+            .bucket(&self.settings.storage.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads")
+            .uploads
+            .unwrap_or_default()
+            .len()
+    }
+
     /// One receive of up to ten messages from `queue_url`, waiting at most `wait_seconds`, with
     /// their attributes (the messages are invisible afterwards for their visibility timeout).
     pub async fn receive(

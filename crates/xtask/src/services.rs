@@ -301,7 +301,7 @@ impl LocalStack {
         let child = Command::new(&python)
             .args(["-m", "localstack.runtime.main"])
             .env("RUNTIME_COMPONENTS", "aws")
-            .env("SERVICES", "s3,sqs,secretsmanager")
+            .env("SERVICES", "s3,sqs,secretsmanager,ssm")
             .env("GATEWAY_LISTEN", &gateway)
             // The default (twisted) server ignores the IPv4 host and binds 0.0.0.0; hypercorn
             // binds exactly GATEWAY_LISTEN, keeping LocalStack on loopback.
