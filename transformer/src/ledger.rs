@@ -3,8 +3,9 @@
 //! message or a second transformer racing on the same object finds the object's row (or waits on
 //! it, through the primary key) and loads nothing.
 //!
-//! An object is identified by bucket, key and SHA-256, so new bytes under an old key are a new
-//! object while the same bytes are always the same one.
+//! An object is identified by bucket, key and SHA-256 (of the bytes read, claimed once the whole
+//! object is read), so new bytes under an old key are a new object while the same bytes are
+//! always the same one.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;

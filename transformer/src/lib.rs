@@ -43,6 +43,7 @@ use dead_letter::{DeadLetterError, DeadLetters};
 pub use error::{Dependency, FailureClass, ProcessError};
 use futures_util::StreamExt;
 use ledger::{LedgerEntry, LoadCounts};
+use load::Announced;
 use notice::Notice;
 use queue::Queue;
 pub use queue::ReceiveError;
@@ -503,8 +504,8 @@ impl Transformer {
         Outcome::DeadLettered(error)
     }
 
-    /// Everything between receiving a message and deleting it: parse, check, then stream the
-    /// object through the decoder into the load transaction, write the rejects, commit.
+    /// Everything between receiving a message and deleting it: parse, check, then load the
+    /// object it announces ([`Transformer::load`]).
     async fn process(
         &self,
         database: &mut Database,
@@ -518,67 +519,89 @@ impl Transformer {
             }
             Notice::Batch(batch) => batch,
         };
-        let key = batch.key.as_str();
+        let announced = self.archived(&batch)?;
+        let source = self.source_of(&announced)?;
+        self.load(
+            database,
+            &announced,
+            source,
+            queue::id(message),
+            received_at,
+        )
+        .await
+    }
+
+    /// The object a batch message announces, if it is in the archive this transformer loads.
+    fn archived(&self, batch: &BatchMessage) -> Result<Announced, ProcessError> {
         tracing::Span::current()
             .record("source", batch.source.as_str())
-            .record("key", key);
+            .record("key", batch.key.as_str());
         let storage = &self.settings.storage;
-        if !storage.is_archived(&batch.bucket, key) {
+        if !storage.is_archived(&batch.bucket, &batch.key) {
             return Err(ProcessError::ForeignObject {
                 bucket: batch.bucket.clone(),
-                key: key.to_owned(),
+                key: batch.key.clone(),
                 archive_bucket: storage.bucket.clone(),
                 archive_prefix: storage.prefix.trim_end_matches('/').to_owned(),
             });
         }
-        let source =
-            self.settings
-                .source(&batch.source)
-                .ok_or_else(|| ProcessError::UnknownSource {
-                    key: key.to_owned(),
-                    source_name: batch.source.clone(),
-                })?;
+        Ok(Announced::batch(batch))
+    }
+
+    /// The declared source an announced object belongs to.
+    fn source_of(&self, announced: &Announced) -> Result<&barge_core::Source, ProcessError> {
+        self.settings
+            .source(&announced.source)
+            .ok_or_else(|| ProcessError::UnknownSource {
+                key: announced.key.clone(),
+                source_name: announced.source.clone(),
+            })
+    }
+
+    /// Loads one object of `source`: stream it through the decoder into the load transaction,
+    /// claim it in the ledger under the digest of the bytes read, write the rejects, merge,
+    /// commit. An importer's batch is looked up in the ledger first by its announced digest (a
+    /// redelivered message costs no download) and must have that digest; a landing object has
+    /// none announced, so a duplicate is found only at the claim.
+    async fn load(
+        &self,
+        database: &mut Database,
+        announced: &Announced,
+        source: &barge_core::Source,
+        message_id: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<Done, ProcessError> {
+        let key = announced.key.as_str();
         let database_error = |err: &barge_core::settings::DbError,
                               rejects: Option<&rejects::Rejects>| {
             ProcessError::database(key, &source.table, err, rejects)
         };
-        if database
-            .is_loaded(&batch.bucket, key, &batch.sha256)
-            .await
-            .map_err(|err| database_error(&err, None))?
+        if let Some(sha256) = &announced.sha256
+            && database
+                .is_loaded(&announced.bucket, key, sha256)
+                .await
+                .map_err(|err| database_error(&err, None))?
         {
             tracing::info!("already loaded; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
         }
-        let opened = load::open(&self.aws, &batch).await?;
+        let opened = load::open(&self.aws, announced).await?;
         let mut pipeline = load::Pipeline::start(
             opened,
-            &batch,
+            announced,
             source,
             &self.settings.transformer,
             self.aws.timeouts.stall,
         );
-        let entry = LedgerEntry {
-            bucket: batch.bucket.clone(),
-            key: key.to_owned(),
-            sha256: batch.sha256.clone(),
-            source: source.name.clone(),
-            fetched_at: batch.fetched_at,
-            message_id: queue::id(message).to_owned(),
-            received_at,
-        };
-        let Some(load) = database
-            .begin_load(source, &entry)
+        let load = database
+            .begin_load(source)
             .await
-            .map_err(|err| database_error(&err, None))?
-        else {
-            tracing::info!("loaded meanwhile by another transformer; duplicate message deleted");
-            return Ok(Done::Duplicate(key.to_owned()));
-        };
+            .map_err(|err| database_error(&err, None))?;
         let copied = load.copy(&mut pipeline.chunks).await;
-        let (tally, read) = pipeline.finish(&batch, copied.is_err()).await;
-        read?;
+        let (tally, read) = pipeline.finish(announced, copied.is_err()).await;
+        let digest = read?;
         let copied = copied.map_err(|err| database_error(&err, Some(&tally.rejects)))?;
+        let sha256 = digest.expect("the download is read to its end whenever the COPY succeeds");
         let rejected = tally.rejects.count();
         if rejected as f64 > source.max_reject_ratio * tally.records as f64 {
             return Err(ProcessError::TooManyRejects {
@@ -594,7 +617,31 @@ impl Transformer {
                     .unwrap_or_default(),
             });
         }
-        let rejects_url = write_rejects(&self.aws, storage, &batch, tally.rejects).await?;
+        let entry = LedgerEntry {
+            bucket: announced.bucket.clone(),
+            key: key.to_owned(),
+            sha256: sha256.clone(),
+            source: source.name.clone(),
+            fetched_at: announced.fetched_at,
+            message_id: message_id.to_owned(),
+            received_at,
+        };
+        let Some(claimed) = load
+            .claim(entry)
+            .await
+            .map_err(|err| database_error(&err, None))?
+        else {
+            tracing::info!(%sha256, "already loaded (by another message or transformer); nothing loaded again");
+            return Ok(Done::Duplicate(key.to_owned()));
+        };
+        let rejects_url = write_rejects(
+            &self.aws,
+            &self.settings.storage,
+            announced,
+            &sha256,
+            tally.rejects,
+        )
+        .await?;
         let counts = LoadCounts {
             records_read: tally.records,
             records_loaded: tally.loaded,
@@ -602,7 +649,7 @@ impl Transformer {
             rows_changed: 0,
             rejects_url: rejects_url.clone(),
         };
-        let rows_changed = load
+        let rows_changed = claimed
             .commit(copied, counts)
             .await
             .map_err(|err| database_error(&err, None))?;
@@ -654,14 +701,15 @@ async fn sleep_unless(shutdown: &CancellationToken, delay: Duration) -> bool {
 async fn write_rejects(
     aws: &AwsClients,
     storage: &barge_core::settings::StorageSettings,
-    batch: &BatchMessage,
+    announced: &Announced,
+    sha256: &str,
     rejects: rejects::Rejects,
 ) -> Result<Option<String>, ProcessError> {
-    let rejects_key = rejects::rejects_key(&storage.errors_prefix, &batch.key, &batch.sha256);
+    let rejects_key = rejects::rejects_key(&storage.errors_prefix, &announced.key, sha256);
     let count = rejects.count();
     let first = rejects.first.as_ref().map(ToString::to_string);
     let failed = |reason: String, class| ProcessError::Rejects {
-        key: batch.key.clone(),
+        key: announced.key.clone(),
         bucket: storage.bucket.clone(),
         rejects_key: rejects_key.clone(),
         reason,
@@ -683,8 +731,8 @@ async fn write_rejects(
         .bucket(&storage.bucket)
         .key(&rejects_key)
         .content_type("application/x-ndjson")
-        .metadata("source", &batch.source)
-        .metadata("raw-key", &batch.key)
+        .metadata("source", &announced.source)
+        .metadata("raw-key", &announced.key)
         .metadata("record-count", count.to_string())
         .body(body)
         .send()
