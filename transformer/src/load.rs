@@ -35,19 +35,22 @@ const IN_FLIGHT: usize = 4;
 /// Bytes decompressed per read.
 const READ_BYTES: usize = 64 << 10;
 
-/// An object a message announces.
+/// An object a message announces: an importer's batch, or a file S3 reports created under a
+/// landing prefix.
 #[derive(Debug, Clone)]
 pub struct Announced {
     /// Its bucket.
     pub bucket: String,
     /// Its key.
     pub key: String,
+    /// The version to read, when the announcement names one (S3 events in a versioned bucket).
+    pub version_id: Option<String>,
     /// The source it belongs to.
     pub source: String,
-    /// When it was fetched: the rows' `barge_fetched_at`.
+    /// When it was fetched (a batch) or created (a landing object): the rows' `barge_fetched_at`.
     pub fetched_at: DateTime<Utc>,
-    /// The SHA-256 its bytes must have, as its message says; none when no digest is announced
-    /// (the object's identity is then the digest of whatever it holds).
+    /// The SHA-256 its bytes must have (a batch's message says); none for a landing object,
+    /// whose identity is the digest of whatever it holds.
     pub sha256: Option<String>,
 }
 
@@ -57,9 +60,22 @@ impl Announced {
         Self {
             bucket: batch.bucket.clone(),
             key: batch.key.clone(),
+            version_id: None,
             source: batch.source.clone(),
             fetched_at: batch.fetched_at,
             sha256: Some(batch.sha256.clone()),
+        }
+    }
+
+    /// The object an S3 event reports created under `source`'s landing prefix.
+    pub fn landing(object: &crate::notice::CreatedObject, source: &Source) -> Self {
+        Self {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            version_id: object.version_id.clone(),
+            source: source.name.clone(),
+            fetched_at: object.event_time,
+            sha256: None,
         }
     }
 }
@@ -71,13 +87,20 @@ pub struct Opened {
     layout: RecordLayout,
 }
 
-/// Requests the object. A missing object is permanent; anything else may pass.
+/// Requests the object (the announced version, if any). A missing object is permanent; anything
+/// else may pass.
 pub async fn open(
     aws: &barge_core::aws::AwsClients,
     announced: &Announced,
 ) -> Result<Opened, ProcessError> {
     let (bucket, key) = (announced.bucket.clone(), announced.key.clone());
-    let object = match aws.s3.get_object().bucket(&bucket).key(&key).send().await {
+    let request = aws
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .set_version_id(announced.version_id.clone());
+    let object = match request.send().await {
         Ok(object) => object,
         Err(err) => {
             let reason = barge_core::error_chain(&err);
