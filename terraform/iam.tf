@@ -164,10 +164,10 @@ data "aws_iam_policy_document" "transformer" {
     sid     = "ReadBatches"
     effect  = "Allow"
     actions = ["s3:GetObject"]
-    resources = [
-      "${aws_s3_bucket.data.arn}/${local.raw_prefix}/*",
-      "${aws_s3_bucket.data.arn}/${local.landing_prefix}/*",
-    ]
+    resources = concat(
+      ["${aws_s3_bucket.data.arn}/${local.raw_prefix}/*"],
+      [for prefix in var.landing_prefixes : "${aws_s3_bucket.data.arn}/${prefix}/*"],
+    )
   }
 
   statement {

@@ -10,7 +10,8 @@ resource "aws_sqs_queue" "dlq" {
   tags = { Name = "${var.name}-batches-dlq" }
 }
 
-# One message per raw object (from the importer) or per landing/ object (from S3).
+# One message per raw object (from the importer) or per object created under a landing prefix
+# (an S3 event notification, sent by S3 itself).
 resource "aws_sqs_queue" "main" {
   name                       = "${var.name}-batches"
   message_retention_seconds  = 345600 # 4 days
@@ -38,7 +39,8 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
   })
 }
 
-# S3 may send event notifications for this bucket (and only this bucket of this account).
+# S3 may send event notifications for this bucket (and only this bucket of this account): the
+# landing zones' announcements. S3 checks this when the notification is put.
 data "aws_iam_policy_document" "main_queue" {
   statement {
     sid       = "AllowS3EventNotifications"

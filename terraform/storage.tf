@@ -1,12 +1,12 @@
 locals {
   # Key prefixes of the data bucket. raw/ is the immutable archive the importer writes (and the
-  # replay source), landing/ is for objects dropped in by other producers (announced to the
-  # queue by S3 itself), errors/ receives the transformer's rejected records, state/ holds the
-  # importer's incremental marks, page digests and markers of unsettled objects.
-  raw_prefix     = "raw"
-  landing_prefix = "landing"
-  errors_prefix  = "errors"
-  state_prefix   = "state"
+  # replay source), errors/ receives the transformer's rejected records, state/ holds the
+  # importer's incremental marks, page digests and markers of unsettled objects;
+  # var.landing_prefixes are where other producers drop files (announced to the queue by S3
+  # itself).
+  raw_prefix    = "raw"
+  errors_prefix = "errors"
+  state_prefix  = "state"
 
   # Release tarballs: s3://<artifacts bucket>/<artifacts prefix>/barge-<version>-x86_64-linux.tar.gz
   artifacts_bucket = var.artifacts_bucket != "" ? var.artifacts_bucket : aws_s3_bucket.data.bucket
@@ -123,20 +123,24 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
     }
   }
 
-  rule {
-    id     = "landing-expiry"
-    status = "Enabled"
+  # Each landing zone: files dropped by others, loaded once announced; kept a while for replays.
+  dynamic "rule" {
+    for_each = toset(var.landing_prefixes)
+    content {
+      id     = "landing-expiry-${replace(rule.value, "/", "-")}"
+      status = "Enabled"
 
-    filter {
-      prefix = "${local.landing_prefix}/"
-    }
+      filter {
+        prefix = "${rule.value}/"
+      }
 
-    expiration {
-      days = var.landing_expiration_days
-    }
+      expiration {
+        days = var.landing_expiration_days
+      }
 
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
+      abort_incomplete_multipart_upload {
+        days_after_initiation = 7
+      }
     }
   }
 
@@ -181,15 +185,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
   depends_on = [aws_s3_bucket_versioning.data]
 }
 
-# Objects created under landing/ are announced on the main queue by S3 itself.
+# Objects created under each landing prefix are announced on the main queue by S3 itself; the
+# transformer loads them into the source whose landing_prefix it is. No landing prefix: no
+# notification (this resource then keeps the bucket's notifications empty).
 resource "aws_s3_bucket_notification" "data" {
   bucket = aws_s3_bucket.data.id
 
-  queue {
-    id            = "landing-to-batches"
-    queue_arn     = aws_sqs_queue.main.arn
-    events        = ["s3:ObjectCreated:*"]
-    filter_prefix = "${local.landing_prefix}/"
+  dynamic "queue" {
+    for_each = toset(var.landing_prefixes)
+    content {
+      id            = "landing-${replace(queue.value, "/", "-")}"
+      queue_arn     = aws_sqs_queue.main.arn
+      events        = ["s3:ObjectCreated:*"]
+      filter_prefix = "${queue.value}/"
+    }
   }
 
   # S3 checks at once that it may send to the queue (and sends an s3:TestEvent).

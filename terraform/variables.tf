@@ -178,13 +178,45 @@ variable "raw_expiration_days" {
 }
 
 variable "landing_expiration_days" {
-  description = "Days after which landing/ objects expire."
+  description = "Days after which objects under the landing prefixes expire."
   type        = number
   default     = 30
 
   validation {
     condition     = var.landing_expiration_days >= 1 && floor(var.landing_expiration_days) == var.landing_expiration_days
     error_message = "landing_expiration_days must be a whole number >= 1."
+  }
+}
+
+variable "landing_prefixes" {
+  description = "Landing zones: key prefixes of the data bucket (no trailing slash, e.g. \"landing/posts\") where other systems drop files for the transformer. S3 announces every object created under one on the batch queue; each must be the landing_prefix of a source in sources_toml. Empty: no landing zone."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for prefix in var.landing_prefixes : can(regex("^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$", prefix))])
+    error_message = "landing_prefixes must be key prefixes of [a-z0-9_.-] segments joined by /, without a leading or trailing slash."
+  }
+
+  validation {
+    condition     = alltrue([for prefix in var.landing_prefixes : !contains(["raw", "errors", "state"], split("/", prefix)[0])])
+    error_message = "landing_prefixes must lie outside raw/, errors/ and state/ (the archive, rejected records and the importer's state)."
+  }
+
+  # S3 refuses notification filters that overlap; the transformer refuses overlapping landing
+  # prefixes too.
+  validation {
+    condition = alltrue([
+      for i, prefix in var.landing_prefixes : alltrue([
+        for j, other in var.landing_prefixes : i == j || !startswith("${prefix}/", "${other}/")
+      ])
+    ])
+    error_message = "landing_prefixes must not repeat or lie under one another."
+  }
+
+  validation {
+    condition     = alltrue([for prefix in var.landing_prefixes : can(regex("landing_prefix\\s*=\\s*\"${replace(prefix, ".", "\\.")}/?\"", var.sources_toml))])
+    error_message = "Each of landing_prefixes must be the landing_prefix of a source in sources_toml (landing_prefix = \"<prefix>\"): S3 announces the objects, the source says where they load."
   }
 }
 

@@ -1,12 +1,13 @@
 //! PostgreSQL side: creating each source's table and the ledger, and loading a batch as one
 //! transaction.
 //!
-//! A load first claims the object in the ledger ([`crate::ledger`]), then binary-COPies the rows
-//! as they stream in: straight into the table for an append-only source; for a keyed source into
-//! a temporary staging table, merged into the target with one `INSERT … SELECT … ON CONFLICT (key)
-//! DO UPDATE … WHERE` the incoming batch is not older than the row's (sorted with `DISTINCT ON`
-//! only when a key repeats, see [`KeysInBatch`]). The ledger row, the rows and nothing else commit
-//! together. [`Sessions`] keeps one connection per object loaded at the same time.
+//! A load binary-COPies the rows as they stream in: straight into the table for an append-only
+//! source; for a keyed source into a temporary staging table. Once the whole object is read (and
+//! its SHA-256 known), it claims the object in the ledger ([`crate::ledger`]); a keyed load then
+//! merges the stage into the target with one `INSERT … SELECT … ON CONFLICT (key) DO UPDATE …
+//! WHERE` the incoming batch is not older than the row's (sorted with `DISTINCT ON` only when a
+//! key repeats, see [`KeysInBatch`]). The ledger row, the rows and nothing else commit together.
+//! [`Sessions`] keeps one connection per object loaded at the same time.
 
 use std::pin::pin;
 
@@ -209,47 +210,38 @@ impl Database {
         Ok(ledger::contains(self.client().await?, bucket, key, sha256).await?)
     }
 
-    /// Opens the load of the object `entry` describes into `source`'s table: a transaction with
-    /// the object claimed in the ledger (and, for a keyed source, the staging table created).
-    /// `None` when the object turned out to be loaded already (by another transformer).
-    pub async fn begin_load<'s>(
-        &'s mut self,
-        source: &'s Source,
-        entry: &'s LedgerEntry,
-    ) -> Result<Option<Load<'s>>, DbError> {
+    /// Opens the load of an object into `source`'s table: a transaction (with, for a keyed
+    /// source, the staging table created). Nothing is claimed yet: see [`Load::claim`].
+    pub async fn begin_load<'s>(&'s mut self, source: &'s Source) -> Result<Load<'s>, DbError> {
         let table_schema = self.settings.schema.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;
-        if !ledger::claim(&tx, entry).await? {
-            return Ok(None);
-        }
         let table = if source.is_keyed() {
             tx.batch_execute(&create_stage_sql(source)).await?;
             STAGE.to_owned()
         } else {
             qualified(&table_schema, &source.table)
         };
-        Ok(Some(Load {
+        Ok(Load {
             tx,
             source,
-            entry,
             copy_sql: copy_sql(&table, source),
             table_schema,
-        }))
+        })
     }
 }
 
-/// One object's load transaction. Dropped without [`Load::commit`], it rolls back: rows, stage
-/// and ledger claim alike.
+/// One object's load transaction, before its claim: the rows are copied (into the stage of a
+/// keyed source, where no other session can see or wait on them; or into the table of an
+/// append-only source, where no key can make another session wait). Dropped, it rolls back.
 pub struct Load<'s> {
     tx: Transaction<'s>,
     source: &'s Source,
-    entry: &'s LedgerEntry,
     copy_sql: String,
     table_schema: String,
 }
 
-impl Load<'_> {
+impl<'s> Load<'s> {
     /// Streams binary COPY data (see [`crate::copy`]) into the table, or the stage of a keyed
     /// source, as it arrives; returns the rows copied once `chunks` ends.
     pub async fn copy(&self, chunks: &mut mpsc::Receiver<Bytes>) -> Result<u64, DbError> {
@@ -261,6 +253,28 @@ impl Load<'_> {
         Ok(sink.finish().await?)
     }
 
+    /// Claims the object `entry` describes (its digest that of the bytes copied) in the ledger,
+    /// within this transaction. `None` when the object is loaded already; the transaction then
+    /// rolls back. A concurrent load of the same object waits here, on the ledger's primary
+    /// key, until the other transaction ends, then finds the object loaded (or, if the other
+    /// rolled back, takes over). Until this point a load holds nothing another load of the
+    /// object waits for, so the wait cannot be a deadlock.
+    pub async fn claim(self, entry: LedgerEntry) -> Result<Option<Claimed<'s>>, DbError> {
+        if !ledger::claim(&self.tx, &entry).await? {
+            return Ok(None);
+        }
+        Ok(Some(Claimed { load: self, entry }))
+    }
+}
+
+/// A load whose object is claimed in the ledger. Dropped without [`Claimed::commit`], it rolls
+/// back: rows, stage and ledger claim alike.
+pub struct Claimed<'s> {
+    load: Load<'s>,
+    entry: LedgerEntry,
+}
+
+impl Claimed<'_> {
     /// Merges the stage into the table (keyed sources), completes the ledger entry and commits.
     /// Returns the rows inserted or changed.
     ///
@@ -269,10 +283,11 @@ impl Load<'_> {
     /// refuses that statement when a key repeats (an `ON CONFLICT` row hit twice in one
     /// command); then it is undone to a savepoint and the merge that keeps each key's last
     /// record runs instead. Both give the same rows.
-    pub async fn commit(mut self, copied: u64, mut counts: LoadCounts) -> Result<u64, DbError> {
-        counts.rows_changed = if self.source.is_keyed() {
-            let unique = merge_sql(&self.table_schema, self.source, KeysInBatch::Unique);
-            let savepoint = self.tx.savepoint("barge_merge").await?;
+    pub async fn commit(self, copied: u64, mut counts: LoadCounts) -> Result<u64, DbError> {
+        let Self { mut load, entry } = self;
+        counts.rows_changed = if load.source.is_keyed() {
+            let unique = merge_sql(&load.table_schema, load.source, KeysInBatch::Unique);
+            let savepoint = load.tx.savepoint("barge_merge").await?;
             match savepoint.execute(&unique, &[]).await {
                 Ok(changed) => {
                     savepoint.commit().await?;
@@ -281,16 +296,16 @@ impl Load<'_> {
                 Err(err) if err.code() == Some(&SqlState::CARDINALITY_VIOLATION) => {
                     savepoint.rollback().await?;
                     let repeated =
-                        merge_sql(&self.table_schema, self.source, KeysInBatch::Repeated);
-                    self.tx.execute(&repeated, &[]).await?
+                        merge_sql(&load.table_schema, load.source, KeysInBatch::Repeated);
+                    load.tx.execute(&repeated, &[]).await?
                 }
                 Err(err) => return Err(err.into()),
             }
         } else {
             copied
         };
-        ledger::finish(&self.tx, self.entry, &counts).await?;
-        self.tx.commit().await?;
+        ledger::finish(&load.tx, &entry, &counts).await?;
+        load.tx.commit().await?;
         Ok(counts.rows_changed)
     }
 }

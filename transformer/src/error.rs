@@ -18,12 +18,15 @@ use barge_core::batch::BatchFormatError;
 use barge_core::message::MessageError;
 use barge_core::settings::DbError;
 
+use crate::notice::NoticeError;
+
 /// Why a message's batch was not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// The body is neither a barge batch message this build reads nor an S3 event.
+    /// The body is neither a barge batch message this build reads nor an S3 event notification
+    /// of created objects.
     #[error("message body is unusable: {0}")]
-    Message(#[from] MessageError),
+    Message(#[from] NoticeError),
     /// The message points outside the archive this transformer is configured to read.
     #[error(
         "s3://{bucket}/{key}: not under s3://{archive_bucket}/{archive_prefix}/, which is all this transformer loads"
@@ -37,6 +40,22 @@ pub enum ProcessError {
         archive_bucket: String,
         /// `storage.prefix`.
         archive_prefix: String,
+    },
+    /// An S3 event names an object outside every source's landing prefix (or in another bucket).
+    #[error(
+        "s3://{bucket}/{key}: not in a landing zone: S3 events are loaded only for objects of \
+         bucket {landing_bucket} under a source's landing_prefix ({})",
+        landing_zones_text(.landing_prefixes)
+    )]
+    OutsideLandingZone {
+        /// Bucket from the event.
+        bucket: String,
+        /// Key from the event, decoded.
+        key: String,
+        /// `storage.bucket`.
+        landing_bucket: String,
+        /// Each declared `landing_prefix` with its source: `(prefix, source)`.
+        landing_prefixes: Vec<(String, String)>,
     },
     /// The message names a source these settings do not declare.
     #[error("{key}: source {source_name:?} is not declared in the settings")]
@@ -188,6 +207,7 @@ impl ProcessError {
             Self::Spool { .. } => FailureClass::Retry,
             Self::Message(_)
             | Self::ForeignObject { .. }
+            | Self::OutsideLandingZone { .. }
             | Self::UnknownSource { .. }
             | Self::MissingObject { .. }
             | Self::Checksum { .. }
@@ -206,9 +226,18 @@ impl ProcessError {
     /// dead-lettered message, for filtering and alerting.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Message(MessageError::UnsupportedVersion(_)) => "unsupported-version",
-            Self::Message(MessageError::Malformed(_)) => "malformed-message",
+            Self::Message(NoticeError::Batch(MessageError::UnsupportedVersion(_))) => {
+                "unsupported-version"
+            }
+            Self::Message(
+                NoticeError::Batch(MessageError::Malformed(_))
+                | NoticeError::MalformedEvent(_)
+                | NoticeError::NoRecords
+                | NoticeError::UndecodableKey { .. },
+            ) => "malformed-message",
+            Self::Message(NoticeError::UnsupportedEvent(_)) => "unsupported-event",
             Self::ForeignObject { .. } => "foreign-object",
+            Self::OutsideLandingZone { .. } => "outside-landing-zone",
             Self::UnknownSource { .. } => "unknown-source",
             Self::MissingObject { .. } => "missing-object",
             Self::Download { .. } => "download",
@@ -257,6 +286,18 @@ impl ProcessError {
             class: postgres.map_or(FailureClass::Outage(Dependency::Database), database_class),
         }
     }
+}
+
+/// The landing prefixes of an [`ProcessError::OutsideLandingZone`], or that there are none.
+fn landing_zones_text(prefixes: &[(String, String)]) -> String {
+    if prefixes.is_empty() {
+        return "no source declares a landing_prefix".into();
+    }
+    let zones: Vec<String> = prefixes
+        .iter()
+        .map(|(prefix, source)| format!("{}/ of source {source:?}", prefix.trim_end_matches('/')))
+        .collect();
+    format!("landing prefixes: {}", zones.join(", "))
 }
 
 /// For an object that is not an array: how to have it read as NDJSON instead, if it is.

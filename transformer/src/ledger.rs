@@ -3,8 +3,9 @@
 //! message or a second transformer racing on the same object finds the object's row (or waits on
 //! it, through the primary key) and loads nothing.
 //!
-//! An object is identified by bucket, key and SHA-256, so new bytes under an old key are a new
-//! object while the same bytes are always the same one.
+//! An object is identified by bucket, key and SHA-256 (of the bytes read, claimed once the whole
+//! object is read), so new bytes under an old key are a new object while the same bytes are
+//! always the same one: a landing object put again unchanged is a duplicate.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -44,9 +45,9 @@ pub struct LedgerEntry {
     pub sha256: String,
     /// Source it belongs to.
     pub source: String,
-    /// When the importer fetched it.
+    /// When the importer fetched it, or (a landing object) when S3 reported it created.
     pub fetched_at: DateTime<Utc>,
-    /// The SQS message that announced it.
+    /// The SQS message that announced it (a batch message or an S3 event).
     pub message_id: String,
     /// When this transformer received that message.
     pub received_at: DateTime<Utc>,

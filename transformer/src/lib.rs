@@ -1,10 +1,11 @@
-//! The transformer: long-poll SQS, fetch each announced object from S3, check and map its
-//! records onto the source's typed columns, load them into PostgreSQL in one transaction with the
-//! object's ledger entry, and only then delete the message.
+//! The transformer: long-poll SQS, fetch each announced object from S3 (an importer's batch, or a
+//! file S3's event notification reports created under a source's landing prefix), check and map
+//! its records onto the source's typed columns, load them into PostgreSQL in one transaction with
+//! the object's ledger entry, and only then delete the message.
 //!
 //! The map:
 //! - [`queue`]: receive, delete, hand back, and the heartbeat that keeps held messages invisible;
-//! - [`notice`]: what a message body announces;
+//! - [`notice`]: what a message body announces (a batch message, an S3 event, S3's test event);
 //! - [`load`]: one object streamed from S3 through the decoder into COPY, nothing held whole;
 //! - [`decode`] and [`record`]: one record's JSON text onto typed cells;
 //! - [`copy`]: cells encoded as PostgreSQL's binary COPY rows;
@@ -43,6 +44,7 @@ use dead_letter::{DeadLetterError, DeadLetters};
 pub use error::{Dependency, FailureClass, ProcessError};
 use futures_util::StreamExt;
 use ledger::{LedgerEntry, LoadCounts};
+use load::Announced;
 use notice::Notice;
 use queue::Queue;
 pub use queue::ReceiveError;
@@ -73,7 +75,7 @@ pub struct Transformer {
     liveness: Liveness,
 }
 
-/// A batch whose rows are committed (and whose message is deleted).
+/// An object whose rows are committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// Source name.
@@ -104,11 +106,13 @@ pub struct Failed {
 /// What one pass over the queue did with each message.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Batches loaded and deleted.
+    /// Objects loaded (committed). Their messages were deleted, unless a later object of the
+    /// same S3 event failed (see `dead_lettered` and `retry_later`).
     pub loaded: Vec<Loaded>,
-    /// Keys of objects found in the ledger already; their messages were deleted.
+    /// Keys of objects found in the ledger already, loaded before; as for `loaded`, their
+    /// messages were deleted unless a later object of the same event failed.
     pub duplicates: Vec<String>,
-    /// S3 test events acknowledged.
+    /// S3 test events, and folder markers in a landing zone, acknowledged.
     pub ignored: usize,
     /// Messages moved to the dead-letter queue, with their reasons.
     pub dead_lettered: Vec<Failed>,
@@ -119,16 +123,27 @@ pub struct Report {
     pub released: usize,
 }
 
-/// What happened to one message in the end.
+/// What happened to one message in the end. Whatever the outcome, the objects it announced that
+/// were loaded (or found loaded) meanwhile are reported too: see [`Handled`].
 #[derive(Debug)]
 enum Outcome {
-    Done(Done),
+    Done,
     DeadLettered(ProcessError),
     RetryLater(ProcessError),
     Released,
 }
 
-/// A message whose work is done and which can be deleted.
+/// One message's outcome, and what was done with each object it announced (a batch message
+/// announces one; an S3 event one per record, of which the first may load before a later one
+/// fails).
+#[derive(Debug)]
+struct Handled {
+    message_id: String,
+    outcome: Outcome,
+    done: Vec<Done>,
+}
+
+/// An announced object (or test event) whose work is done.
 #[derive(Debug)]
 enum Done {
     Loaded(Loaded),
@@ -137,11 +152,21 @@ enum Done {
 }
 
 impl Report {
-    fn record(&mut self, message_id: String, outcome: Outcome) {
+    fn record(&mut self, handled: Handled) {
+        let Handled {
+            message_id,
+            outcome,
+            done,
+        } = handled;
+        for done in done {
+            match done {
+                Done::Loaded(loaded) => self.loaded.push(loaded),
+                Done::Duplicate(key) => self.duplicates.push(key),
+                Done::Ignored => self.ignored += 1,
+            }
+        }
         match outcome {
-            Outcome::Done(Done::Loaded(loaded)) => self.loaded.push(loaded),
-            Outcome::Done(Done::Duplicate(key)) => self.duplicates.push(key),
-            Outcome::Done(Done::Ignored) => self.ignored += 1,
+            Outcome::Done => {}
             Outcome::DeadLettered(error) => self.dead_lettered.push(Failed { message_id, error }),
             Outcome::RetryLater(error) => self.retry_later.push(Failed { message_id, error }),
             Outcome::Released => self.released += 1,
@@ -359,31 +384,38 @@ impl Transformer {
         attempts: Attempts,
     ) -> Report {
         let received_at = Utc::now();
-        let handled: Vec<(String, Outcome)> = futures_util::stream::iter(messages)
+        let handled: Vec<Handled> = futures_util::stream::iter(messages)
             .map(|message| async move {
+                let mut done = Vec::new();
                 let outcome = self
-                    .handle_one(&message, received_at, shutdown, attempts)
+                    .handle_one(&message, received_at, shutdown, attempts, &mut done)
                     .await;
-                (queue::id(&message).to_owned(), outcome)
+                Handled {
+                    message_id: queue::id(&message).to_owned(),
+                    outcome,
+                    done,
+                }
             })
             .buffer_unordered(self.settings.transformer.concurrency)
             .collect()
             .await;
         self.queue.delete_done().await;
         let mut report = Report::default();
-        for (message_id, outcome) in handled {
-            report.record(message_id, outcome);
+        for handled in handled {
+            report.record(handled);
         }
         report
     }
 
-    /// Starts one received message, unless it was handed back or shutdown came first.
+    /// Starts one received message, unless it was handed back or shutdown came first; what was
+    /// done with the objects it announces is appended to `done`.
     async fn handle_one(
         &self,
         message: &Message,
         received_at: DateTime<Utc>,
         shutdown: &CancellationToken,
         attempts: Attempts,
+        done: &mut Vec<Done>,
     ) -> Outcome {
         if !self.queue.start(message).await {
             return Outcome::Released;
@@ -398,7 +430,7 @@ impl Transformer {
             source = tracing::field::Empty,
             key = tracing::field::Empty,
         );
-        self.handle(message, received_at, shutdown, attempts)
+        self.handle(message, received_at, shutdown, attempts, done)
             .instrument(span)
             .await
     }
@@ -414,12 +446,16 @@ impl Transformer {
     /// every false pass would cost the backlog a receive. Through an outage the message is tried
     /// until it passes; after a lost race or throttling [`IN_PLACE_ATTEMPTS`] times, then it is
     /// left for a later receive (SQS's `maxReceiveCount` remains the backstop).
+    ///
+    /// `done` collects what was done with the objects the message announces, in order; an
+    /// attempt after a transient failure starts at the first object not done yet.
     async fn handle(
         &self,
         message: &Message,
         received_at: DateTime<Utc>,
         shutdown: &CancellationToken,
         attempts: Attempts,
+        done: &mut Vec<Done>,
     ) -> Outcome {
         let mut delays = retry_delays();
         let mut attempt = 0;
@@ -429,14 +465,14 @@ impl Transformer {
                 // Each attempt is work for the watchdog; the pauses between them are not.
                 let _work = self.liveness.work();
                 let mut session = self.sessions.take();
-                let processed = self.process(&mut session, message, received_at).await;
+                let processed = self.process(&mut session, message, received_at, done).await;
                 session.finished();
                 processed
             };
             let error = match processed {
-                Ok(done) => {
+                Ok(()) => {
                     self.queue.done(message).await;
-                    return Outcome::Done(done);
+                    return Outcome::Done;
                 }
                 Err(error) => error,
             };
@@ -503,82 +539,165 @@ impl Transformer {
         Outcome::DeadLettered(error)
     }
 
-    /// Everything between receiving a message and deleting it: parse, check, then stream the
-    /// object through the decoder into the load transaction, write the rejects, commit.
+    /// Everything between receiving a message and deleting it: parse, check, then load each
+    /// object it announces ([`Transformer::load`]), appending what was done to `done`. Objects
+    /// already in `done` (an earlier attempt's) are not loaded again.
     async fn process(
         &self,
         database: &mut Database,
         message: &Message,
         received_at: DateTime<Utc>,
-    ) -> Result<Done, ProcessError> {
-        let batch = match Notice::parse(message.body().unwrap_or_default())? {
+        done: &mut Vec<Done>,
+    ) -> Result<(), ProcessError> {
+        let message_id = queue::id(message);
+        match Notice::parse(message.body().unwrap_or_default())? {
             Notice::S3TestEvent => {
                 tracing::info!("S3 test event acknowledged");
-                return Ok(Done::Ignored);
+                done.push(Done::Ignored);
             }
-            Notice::Batch(batch) => batch,
-        };
-        let key = batch.key.as_str();
+            Notice::Batch(batch) => {
+                let announced = self.archived(&batch)?;
+                let source = self.source_of(&announced)?;
+                let loaded = self
+                    .load(database, &announced, source, message_id, received_at)
+                    .await?;
+                done.push(loaded);
+            }
+            Notice::S3Objects(objects) => {
+                if objects.len() > 1 {
+                    tracing::info!(
+                        objects = objects.len(),
+                        done = done.len(),
+                        "S3 event of several objects"
+                    );
+                }
+                for object in objects.iter().skip(done.len()) {
+                    let (announced, source) = self.landed(object)?;
+                    if object.is_folder_marker() {
+                        tracing::info!("empty object ending in / (a folder marker) ignored");
+                        done.push(Done::Ignored);
+                        continue;
+                    }
+                    let loaded = self
+                        .load(database, &announced, source, message_id, received_at)
+                        .await?;
+                    done.push(loaded);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The object a batch message announces, if it is in the archive this transformer loads.
+    fn archived(&self, batch: &BatchMessage) -> Result<Announced, ProcessError> {
         tracing::Span::current()
             .record("source", batch.source.as_str())
-            .record("key", key);
+            .record("key", batch.key.as_str());
         let storage = &self.settings.storage;
-        if !storage.is_archived(&batch.bucket, key) {
+        if !storage.is_archived(&batch.bucket, &batch.key) {
             return Err(ProcessError::ForeignObject {
                 bucket: batch.bucket.clone(),
-                key: key.to_owned(),
+                key: batch.key.clone(),
                 archive_bucket: storage.bucket.clone(),
                 archive_prefix: storage.prefix.trim_end_matches('/').to_owned(),
             });
         }
-        let source =
-            self.settings
-                .source(&batch.source)
-                .ok_or_else(|| ProcessError::UnknownSource {
-                    key: key.to_owned(),
-                    source_name: batch.source.clone(),
-                })?;
+        Ok(Announced::batch(batch))
+    }
+
+    /// The declared source an announced object belongs to.
+    fn source_of(&self, announced: &Announced) -> Result<&barge_core::Source, ProcessError> {
+        self.settings
+            .source(&announced.source)
+            .ok_or_else(|| ProcessError::UnknownSource {
+                key: announced.key.clone(),
+                source_name: announced.source.clone(),
+            })
+    }
+
+    /// The object an S3 event reports created, and the source whose landing prefix it is under
+    /// (in `storage.bucket`; the settings keep landing prefixes apart, so there is at most one).
+    fn landed(
+        &self,
+        object: &notice::CreatedObject,
+    ) -> Result<(Announced, &barge_core::Source), ProcessError> {
+        let span = tracing::Span::current();
+        span.record("key", object.key.as_str());
+        let storage = &self.settings.storage;
+        let landing = |source: &&barge_core::Source| {
+            source
+                .landing_prefix
+                .as_deref()
+                .is_some_and(|prefix| barge_core::settings::key_is_under(&object.key, prefix))
+        };
+        let source = (object.bucket == storage.bucket)
+            .then(|| self.settings.sources.iter().find(landing))
+            .flatten()
+            .ok_or_else(|| ProcessError::OutsideLandingZone {
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                landing_bucket: storage.bucket.clone(),
+                landing_prefixes: self
+                    .settings
+                    .sources
+                    .iter()
+                    .filter_map(|s| Some((s.landing_prefix.clone()?, s.name.clone())))
+                    .collect(),
+            })?;
+        span.record("source", source.name.as_str());
+        tracing::info!(
+            event = %object.event_name,
+            size = object.size,
+            version_id = object.version_id.as_deref(),
+            "S3 event: object landed"
+        );
+        Ok((Announced::landing(object, source), source))
+    }
+
+    /// Loads one object of `source`: stream it through the decoder into the load transaction,
+    /// claim it in the ledger under the digest of the bytes read, write the rejects, merge,
+    /// commit. An importer's batch is looked up in the ledger first by its announced digest (a
+    /// redelivered message costs no download) and must have that digest; a landing object has
+    /// none announced, so a duplicate is found only at the claim.
+    async fn load(
+        &self,
+        database: &mut Database,
+        announced: &Announced,
+        source: &barge_core::Source,
+        message_id: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<Done, ProcessError> {
+        let key = announced.key.as_str();
         let database_error = |err: &barge_core::settings::DbError,
                               rejects: Option<&rejects::Rejects>| {
             ProcessError::database(key, &source.table, err, rejects)
         };
-        if database
-            .is_loaded(&batch.bucket, key, &batch.sha256)
-            .await
-            .map_err(|err| database_error(&err, None))?
+        if let Some(sha256) = &announced.sha256
+            && database
+                .is_loaded(&announced.bucket, key, sha256)
+                .await
+                .map_err(|err| database_error(&err, None))?
         {
             tracing::info!("already loaded; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
         }
-        let opened = load::open(&self.aws, &batch).await?;
+        let opened = load::open(&self.aws, announced).await?;
         let mut pipeline = load::Pipeline::start(
             opened,
-            &batch,
+            announced,
             source,
             &self.settings.transformer,
             self.aws.timeouts.stall,
         );
-        let entry = LedgerEntry {
-            bucket: batch.bucket.clone(),
-            key: key.to_owned(),
-            sha256: batch.sha256.clone(),
-            source: source.name.clone(),
-            fetched_at: batch.fetched_at,
-            message_id: queue::id(message).to_owned(),
-            received_at,
-        };
-        let Some(load) = database
-            .begin_load(source, &entry)
+        let load = database
+            .begin_load(source)
             .await
-            .map_err(|err| database_error(&err, None))?
-        else {
-            tracing::info!("loaded meanwhile by another transformer; duplicate message deleted");
-            return Ok(Done::Duplicate(key.to_owned()));
-        };
+            .map_err(|err| database_error(&err, None))?;
         let copied = load.copy(&mut pipeline.chunks).await;
-        let (tally, read) = pipeline.finish(&batch, copied.is_err()).await;
-        read?;
+        let (tally, read) = pipeline.finish(announced, copied.is_err()).await;
+        let digest = read?;
         let copied = copied.map_err(|err| database_error(&err, Some(&tally.rejects)))?;
+        let sha256 = digest.expect("the download is read to its end whenever the COPY succeeds");
         let rejected = tally.rejects.count();
         if rejected as f64 > source.max_reject_ratio * tally.records as f64 {
             return Err(ProcessError::TooManyRejects {
@@ -594,7 +713,31 @@ impl Transformer {
                     .unwrap_or_default(),
             });
         }
-        let rejects_url = write_rejects(&self.aws, storage, &batch, tally.rejects).await?;
+        let entry = LedgerEntry {
+            bucket: announced.bucket.clone(),
+            key: key.to_owned(),
+            sha256: sha256.clone(),
+            source: source.name.clone(),
+            fetched_at: announced.fetched_at,
+            message_id: message_id.to_owned(),
+            received_at,
+        };
+        let Some(claimed) = load
+            .claim(entry)
+            .await
+            .map_err(|err| database_error(&err, None))?
+        else {
+            tracing::info!(%sha256, "already loaded (by another message or transformer); nothing loaded again");
+            return Ok(Done::Duplicate(key.to_owned()));
+        };
+        let rejects_url = write_rejects(
+            &self.aws,
+            &self.settings.storage,
+            announced,
+            &sha256,
+            tally.rejects,
+        )
+        .await?;
         let counts = LoadCounts {
             records_read: tally.records,
             records_loaded: tally.loaded,
@@ -602,7 +745,7 @@ impl Transformer {
             rows_changed: 0,
             rejects_url: rejects_url.clone(),
         };
-        let rows_changed = load
+        let rows_changed = claimed
             .commit(copied, counts)
             .await
             .map_err(|err| database_error(&err, None))?;
@@ -654,14 +797,15 @@ async fn sleep_unless(shutdown: &CancellationToken, delay: Duration) -> bool {
 async fn write_rejects(
     aws: &AwsClients,
     storage: &barge_core::settings::StorageSettings,
-    batch: &BatchMessage,
+    announced: &Announced,
+    sha256: &str,
     rejects: rejects::Rejects,
 ) -> Result<Option<String>, ProcessError> {
-    let rejects_key = rejects::rejects_key(&storage.errors_prefix, &batch.key, &batch.sha256);
+    let rejects_key = rejects::rejects_key(&storage.errors_prefix, &announced.key, sha256);
     let count = rejects.count();
     let first = rejects.first.as_ref().map(ToString::to_string);
     let failed = |reason: String, class| ProcessError::Rejects {
-        key: batch.key.clone(),
+        key: announced.key.clone(),
         bucket: storage.bucket.clone(),
         rejects_key: rejects_key.clone(),
         reason,
@@ -683,8 +827,8 @@ async fn write_rejects(
         .bucket(&storage.bucket)
         .key(&rejects_key)
         .content_type("application/x-ndjson")
-        .metadata("source", &batch.source)
-        .metadata("raw-key", &batch.key)
+        .metadata("source", &announced.source)
+        .metadata("raw-key", &announced.key)
         .metadata("record-count", count.to_string())
         .body(body)
         .send()

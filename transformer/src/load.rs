@@ -10,6 +10,8 @@
 //! The channels between the three are bounded, so a slow database slows the download rather
 //! than filling memory. Nothing commits until the whole object is read: a digest that differs
 //! from the announced one, an unreadable object or too many rejects roll the transaction back.
+//! The digest of the bytes read is the object's identity in the ledger, which is why the load
+//! claims the object only once the pipeline is done.
 
 use std::io::{BufRead, Read};
 
@@ -18,6 +20,7 @@ use barge_core::batch::{BatchFormatError, RecordLayout, SplitError, Splitter};
 use barge_core::settings::TransformerSettings;
 use barge_core::{BatchMessage, Source};
 use bytes::{Buf, Bytes};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
@@ -32,6 +35,51 @@ const IN_FLIGHT: usize = 4;
 /// Bytes decompressed per read.
 const READ_BYTES: usize = 64 << 10;
 
+/// An object a message announces: an importer's batch, or a file S3 reports created under a
+/// landing prefix.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    /// Its bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+    /// The version to read, when the announcement names one (S3 events in a versioned bucket).
+    pub version_id: Option<String>,
+    /// The source it belongs to.
+    pub source: String,
+    /// When it was fetched (a batch) or created (a landing object): the rows' `barge_fetched_at`.
+    pub fetched_at: DateTime<Utc>,
+    /// The SHA-256 its bytes must have (a batch's message says); none for a landing object,
+    /// whose identity is the digest of whatever it holds.
+    pub sha256: Option<String>,
+}
+
+impl Announced {
+    /// The object a batch message announces.
+    pub fn batch(batch: &BatchMessage) -> Self {
+        Self {
+            bucket: batch.bucket.clone(),
+            key: batch.key.clone(),
+            version_id: None,
+            source: batch.source.clone(),
+            fetched_at: batch.fetched_at,
+            sha256: Some(batch.sha256.clone()),
+        }
+    }
+
+    /// The object an S3 event reports created under `source`'s landing prefix.
+    pub fn landing(object: &crate::notice::CreatedObject, source: &Source) -> Self {
+        Self {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            version_id: object.version_id.clone(),
+            source: source.name.clone(),
+            fetched_at: object.event_time,
+            sha256: None,
+        }
+    }
+}
+
 /// The announced object, opened: its body still to be read.
 pub struct Opened {
     body: ByteStream,
@@ -39,13 +87,20 @@ pub struct Opened {
     layout: RecordLayout,
 }
 
-/// Requests the object. A missing object is permanent; anything else may pass.
+/// Requests the object (the announced version, if any). A missing object is permanent; anything
+/// else may pass.
 pub async fn open(
     aws: &barge_core::aws::AwsClients,
-    batch: &BatchMessage,
+    announced: &Announced,
 ) -> Result<Opened, ProcessError> {
-    let (bucket, key) = (batch.bucket.clone(), batch.key.clone());
-    let object = match aws.s3.get_object().bucket(&bucket).key(&key).send().await {
+    let (bucket, key) = (announced.bucket.clone(), announced.key.clone());
+    let request = aws
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .set_version_id(announced.version_id.clone());
+    let object = match request.send().await {
         Ok(object) => object,
         Err(err) => {
             let reason = barge_core::error_chain(&err);
@@ -114,7 +169,7 @@ impl Pipeline {
     /// Starts downloading and reading `opened` as records of `source`.
     pub fn start(
         opened: Opened,
-        batch: &BatchMessage,
+        announced: &Announced,
         source: &Source,
         limits: &TransformerSettings,
         stall: std::time::Duration,
@@ -125,12 +180,12 @@ impl Pipeline {
             opened.body,
             stall,
             bytes_in,
-            batch.bucket.clone(),
-            batch.key.clone(),
+            announced.bucket.clone(),
+            announced.key.clone(),
         )));
         let reader = Reader {
             source: source.clone(),
-            fetched_at: batch.fetched_at,
+            fetched_at: announced.fetched_at,
             layout: opened.layout,
             gzip: opened.gzip,
             max_record_bytes: limits.max_record_bytes,
@@ -143,18 +198,19 @@ impl Pipeline {
         }
     }
 
-    /// Waits for both stages to end, and says which error, if any, is the object's.
+    /// Waits for both stages to end, and says which error, if any, is the object's; without one,
+    /// the hex SHA-256 of the bytes read.
     ///
     /// After the COPY failed (`copy_failed`), the COPY's error is the one to report, and the
-    /// download is not waited for, unless the reader failed first (a stream that ended early can
-    /// make the COPY fail too). Otherwise a failed download comes first (a short read makes any
-    /// object look truncated), then a digest that is not the announced one, then the reader's
-    /// own verdict.
+    /// download is not waited for (so there is no digest: `None`), unless the reader failed
+    /// first (a stream that ended early can make the COPY fail too). Otherwise a failed download
+    /// comes first (a short read makes any object look truncated), then a digest that is not the
+    /// announced one, then the reader's own verdict.
     pub async fn finish(
         mut self,
-        batch: &BatchMessage,
+        announced: &Announced,
         copy_failed: bool,
-    ) -> (Tally, Result<(), ProcessError>) {
+    ) -> (Tally, Result<Option<String>, ProcessError>) {
         // Nothing more will be copied: a reader still producing stops at its next chunk.
         self.chunks.close();
         let (tally, read) = match self.reader.await {
@@ -162,7 +218,7 @@ impl Pipeline {
             Err(panicked) => {
                 let reason = panic_message(panicked);
                 tracing::error!(reason, "the object reader panicked");
-                let key = batch.key.clone();
+                let key = announced.key.clone();
                 return (
                     Tally::default(),
                     Err(ProcessError::Internal { key, reason }),
@@ -171,7 +227,7 @@ impl Pipeline {
         };
         if copy_failed && matches!(read, Ok(()) | Err(ReadError::Stopped)) {
             self.download.abort();
-            return (tally, Ok(()));
+            return (tally, Ok(None));
         }
         let downloaded = match self
             .download
@@ -181,27 +237,29 @@ impl Pipeline {
             Ok(downloaded) => downloaded,
             Err(err) => return (tally, Err(err)),
         };
-        if downloaded.sha256 != batch.sha256 {
+        if let Some(expected) = &announced.sha256
+            && downloaded.sha256 != *expected
+        {
             let err = ProcessError::Checksum {
-                key: batch.key.clone(),
-                expected: batch.sha256.clone(),
+                key: announced.key.clone(),
+                expected: expected.clone(),
                 actual: downloaded.sha256,
             };
             return (tally, Err(err));
         }
         let outcome = match read {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Some(downloaded.sha256)),
             // Only the COPY stops the reader, and it did not fail: nothing may commit.
             Err(ReadError::Stopped) => Err(ProcessError::Internal {
-                key: batch.key.clone(),
+                key: announced.key.clone(),
                 reason: "the load stopped taking rows before the object's end".into(),
             }),
             Err(ReadError::Format(format)) => Err(ProcessError::Format {
-                key: batch.key.clone(),
+                key: announced.key.clone(),
                 format,
             }),
             Err(ReadError::Spool(err)) => Err(ProcessError::Spool {
-                key: batch.key.clone(),
+                key: announced.key.clone(),
                 reason: err.to_string(),
             }),
         };

@@ -81,8 +81,8 @@ impl StorageSettings {
 }
 
 /// Whether `key` lies under the key prefix `prefix` (a whole path segment: `raw` covers `raw/x`,
-/// not `rawer/x`; an empty prefix covers everything).
-fn key_is_under(key: &str, prefix: &str) -> bool {
+/// not `rawer/x`; an empty prefix covers everything). A trailing `/` on `prefix` changes nothing.
+pub fn key_is_under(key: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
     prefix.is_empty()
         || key

@@ -71,18 +71,7 @@ pub async fn ensure_queue(
 ) -> anyhow::Result<(String, String)> {
     let dlq = format!("{queue}-dlq");
     let dlq_url = create_queue(aws, &dlq, HashMap::new()).await?;
-    let dlq_arn = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("reading the ARN of {dlq}"))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .with_context(|| format!("{dlq} has no QueueArn attribute"))?;
+    let dlq_arn = queue_arn(aws, &dlq_url).await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": shape.max_receive_count,
@@ -95,6 +84,46 @@ pub async fn ensure_queue(
         ),
     ]);
     Ok((create_queue(aws, queue, attributes).await?, dlq_url))
+}
+
+/// The ARN of the queue at `queue_url`.
+async fn queue_arn(aws: &AwsClients, queue_url: &str) -> anyhow::Result<String> {
+    aws.sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("reading the ARN of {queue_url}"))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .with_context(|| format!("{queue_url} has no QueueArn attribute"))
+}
+
+/// Visible plus in-flight messages on the queue at `queue_url` (SQS's approximate counts, which
+/// LocalStack reports exactly).
+pub async fn queue_depth(aws: &AwsClients, queue_url: &str) -> anyhow::Result<u64> {
+    let attributes = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("reading the message counts of {queue_url}"))?
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .values()
+        .map(|count| {
+            count
+                .parse::<u64>()
+                .with_context(|| format!("message count {count:?}"))
+        })
+        .sum()
 }
 
 async fn create_queue(
@@ -112,6 +141,85 @@ async fn create_queue(
         .with_context(|| format!("creating queue {name}"))?
         .queue_url
         .with_context(|| format!("CreateQueue for {name} returned no URL"))
+}
+
+/// Has S3 announce every object created in `bucket` under any of `prefixes` on the queue at
+/// `queue_url` (`s3:ObjectCreated:*`, one filter per prefix), as the transformer's landing zone
+/// needs. First the queue's policy lets S3 send to it, for this bucket of this account only (AWS
+/// checks that when the notification is put; LocalStack does not); then the bucket's
+/// notification configuration is replaced by these prefixes. S3 then sends an `s3:TestEvent`.
+pub async fn notify_landings(
+    aws: &AwsClients,
+    bucket: &str,
+    queue_url: &str,
+    prefixes: &[&str],
+) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let queue_arn = queue_arn(aws, queue_url).await?;
+    // arn:aws:sqs:<region>:<account>:<name>
+    let account = queue_arn
+        .split(':')
+        .nth(4)
+        .with_context(|| format!("queue ARN {queue_arn} names no account"))?;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AllowS3EventNotifications",
+            "Effect": "Allow",
+            "Principal": { "Service": "s3.amazonaws.com" },
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {
+                "ArnEquals": { "aws:SourceArn": format!("arn:aws:s3:::{bucket}") },
+                "StringEquals": { "aws:SourceAccount": account },
+            },
+        }],
+    });
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("letting S3 send to {queue_url}"))?;
+    let mut notifications = NotificationConfiguration::builder();
+    for prefix in prefixes {
+        let prefix = format!("{}/", prefix.trim_end_matches('/'));
+        let filter = NotificationConfigurationFilter::builder()
+            .key(
+                S3KeyFilter::builder()
+                    .filter_rules(
+                        FilterRule::builder()
+                            .name(FilterRuleName::Prefix)
+                            .value(&prefix)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        notifications = notifications.queue_configurations(
+            QueueConfiguration::builder()
+                .id(format!("landing {prefix}"))
+                .queue_arn(&queue_arn)
+                .events(Event::S3ObjectCreated)
+                .filter(filter)
+                .build()
+                .context("a queue configuration names its queue and events")?,
+        );
+    }
+    aws.s3
+        .put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(notifications.build())
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("configuring the notifications of bucket {bucket}"))?;
+    Ok(())
 }
 
 /// Creates database `name` unless it exists, connecting as `admin` to its maintenance database.
@@ -337,6 +445,57 @@ impl TestEnv {
         message
     }
 
+    /// Has S3 announce objects created under `prefix` of this test's bucket on this test's queue
+    /// ([`notify_landings`]), and waits for the `s3:TestEvent` that S3 sends first, so that it
+    /// does not count among what the test sees (it is deleted).
+    pub async fn watch_landing(&self, prefix: &str) {
+        notify_landings(
+            &self.aws,
+            &self.settings.storage.bucket,
+            &self.queue_url,
+            &[prefix],
+        )
+        .await
+        .expect("configure the bucket notification");
+        let started = Instant::now();
+        loop {
+            let mut seen = false;
+            for message in self.receive(&self.queue_url, 1).await {
+                let is_test_event = message.body().is_some_and(|b| b.contains("s3:TestEvent"));
+                seen |= is_test_event;
+                let handle = message.receipt_handle;
+                if is_test_event {
+                    self.aws
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .set_receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete the test event");
+                } else {
+                    // Anything else stays for the test: visible again at once.
+                    self.aws
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .set_receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .expect("hand a message back");
+                }
+            }
+            if seen {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no s3:TestEvent within 30 s of configuring the notification"
+            );
+        }
+    }
+
     /// Sends a raw message body to this test's queue.
     pub async fn send(&self, body: &str) {
         self.aws
@@ -498,22 +657,9 @@ impl TestEnv {
     }
 
     async fn messages_on(&self, queue_url: &str) -> u64 {
-        let attributes = self
-            .aws
-            .sqs
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
+        queue_depth(&self.aws, queue_url)
             .await
             .expect("queue attributes")
-            .attributes
-            .unwrap_or_default();
-        attributes
-            .values()
-            .map(|count| count.parse::<u64>().expect("numeric count"))
-            .sum()
     }
 }
 

@@ -1,6 +1,8 @@
-//! `cargo xtask demo`: the whole pipeline once, on local services, with the rows it loaded.
+//! `cargo xtask demo`: the whole pipeline once, on local services, with the rows it loaded: both
+//! ways in, the importer's batches and a file dropped into the landing zone.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use barge_core::{Settings, Source};
@@ -11,8 +13,15 @@ use transformer::Transformer;
 
 use crate::services::{Layout, Services};
 
+/// Where the demo drops its file: the `posts` source's landing prefix.
+const LANDING_PREFIX: &str = "landing/posts";
+/// Posts in the dropped file, with ids after the sample API's.
+const LANDING_POSTS: i64 = 10;
+
 /// Starts the services and the sample API, provisions the default bucket, queue and database,
-/// runs `importer once` and the transformer until the queue is drained, and prints the result.
+/// has S3 announce files created under the landing prefix, runs `importer once`, drops an
+/// NDJSON file of more posts into the landing prefix, runs the transformer until the queue is
+/// drained, and prints the result.
 pub async fn run(posts: i64) -> anyhow::Result<ExitCode> {
     barge_core::telemetry::init("warn,importer=info,transformer=info");
     let services = Services::start(Layout::ephemeral()?, false).await?;
@@ -21,29 +30,38 @@ pub async fn run(posts: i64) -> anyhow::Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
+async fn pipeline(services: &Services, count: i64) -> anyhow::Result<()> {
     let sample_api = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/posts", sample_api.local_addr()?);
     let stop_api = CancellationToken::new();
     let api = tokio::spawn(barge_sample_api::serve(
         sample_api,
-        posts,
+        count,
         stop_api.clone().cancelled_owned(),
     ));
-    eprintln!("xtask: sample API serves {posts} posts at {url}");
+    eprintln!("xtask: sample API serves {count} posts at {url}");
 
     let mut posts = Source::jsonplaceholder_posts();
     posts.url = Some(url);
+    posts.landing_prefix = Some(LANDING_PREFIX.into());
     let mut settings = Settings {
         sources: vec![posts],
         ..Settings::default()
     };
     settings.database = services.database("barge");
     let aws = services.aws().await;
-    barge_localenv::ensure_bucket(&aws, &settings.storage.bucket).await?;
-    barge_localenv::ensure_queue(&aws, &settings.queue.queue, Default::default()).await?;
+    let bucket = settings.storage.bucket.clone();
+    barge_localenv::ensure_bucket(&aws, &bucket).await?;
+    let (queue_url, _) =
+        barge_localenv::ensure_queue(&aws, &settings.queue.queue, Default::default()).await?;
     barge_localenv::ensure_database(&services.database("postgres"), &settings.database.dbname)
         .await?;
+    barge_localenv::notify_landings(&aws, &bucket, &queue_url, &[LANDING_PREFIX]).await?;
+    println!(
+        "\n== s3://{bucket}/{LANDING_PREFIX}/ is the posts source's landing zone: S3 announces \
+         each object created there on {} (s3:ObjectCreated:*)",
+        settings.queue.queue
+    );
 
     println!("\n== importer once");
     let importer = Importer::new(settings.clone(), aws.clone()).await?;
@@ -58,9 +76,40 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
         }
     }
 
+    let first = count + 1;
+    let last = count + LANDING_POSTS;
+    let dropped: Vec<u8> = (first..=last)
+        .flat_map(|id| {
+            let mut line =
+                serde_json::to_vec(&barge_sample_api::post(id)).expect("posts serialize");
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    let landing_key = format!("{LANDING_PREFIX}/from a partner/posts {first}-{last}.ndjson");
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&landing_key)
+        .content_type("application/x-ndjson")
+        .body(dropped.into())
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!(barge_core::error_chain(&err)))
+        .context("dropping the landing file")?;
+    println!(
+        "\n== another system drops {LANDING_POSTS} posts (ids {first}–{last}) as NDJSON at \
+         s3://{bucket}/{landing_key}"
+    );
+    // S3's test event, the importer's batch and the landing file's event.
+    wait_for_messages(&aws, &queue_url, 3).await?;
+
     println!("\n== transformer, until the queue is drained");
     let transformer = Transformer::new(settings.clone(), aws).await?;
     let report = transformer.drain().await?;
+    if report.ignored > 0 {
+        println!("S3's test event acknowledged");
+    }
     for loaded in &report.loaded {
         println!(
             "{}: {} records from {} committed ({} rows inserted or changed, {} rejected)",
@@ -77,12 +126,38 @@ async fn pipeline(services: &Services, posts: i64) -> anyhow::Result<()> {
     }
     ensure!(failed.count() == 0, "some messages failed to load");
 
+    ensure!(
+        report.loaded.iter().any(|loaded| loaded.key == landing_key),
+        "the landing file was not loaded"
+    );
+
     stop_api.cancel();
     api.await??;
-    show_rows(&settings).await
+    show_rows(&settings, first).await
 }
 
-async fn show_rows(settings: &Settings) -> anyhow::Result<()> {
+/// Waits until at least `count` messages are on the queue (S3 sends its events on its own
+/// time), for at most 30 seconds.
+async fn wait_for_messages(
+    aws: &barge_core::aws::AwsClients,
+    queue_url: &str,
+    count: u64,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let queued = barge_localenv::queue_depth(aws, queue_url).await?;
+        if queued >= count {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {queued} of {count} messages on the queue after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn show_rows(settings: &Settings, first_landed: i64) -> anyhow::Result<()> {
     let client = settings.database.connect().await?;
     let count: i64 = client
         .query_one("SELECT count(*) FROM posts", &[])
@@ -99,7 +174,16 @@ async fn show_rows(settings: &Settings) -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    for row in rows {
+    let landed = client
+        .query(
+            "SELECT id, user_id, title, body FROM posts WHERE id >= $1 ORDER BY id LIMIT 3",
+            &[&first_landed],
+        )
+        .await?;
+    for (index, row) in rows.iter().chain(&landed).enumerate() {
+        if index == rows.len() {
+            println!("… and from the landing file (first 3):");
+        }
         let id: i64 = row.get(0);
         let user_id: i64 = row.get(1);
         let title: String = row.get(2);

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `demo`: start LocalStack, PostgreSQL and the sample API, run the pipeline once end to end,
-//!   show the loaded rows, stop everything.
+//! - `demo`: start LocalStack, PostgreSQL and the sample API, run the pipeline once end to end
+//!   (the importer's batch and a file dropped into the landing zone), show the loaded rows, stop
+//!   everything.
 //! - `test`: start LocalStack and PostgreSQL, run the whole test suite against them, stop them,
 //!   then check the deployment (Terraform, systemd units, install script) statically.
 //! - `up`, `env`, `down`: the local loop, services left running for `cargo run` of the daemons.
@@ -38,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run importer → S3 → SQS → transformer → PostgreSQL once on local services.
+    /// Run importer → S3 → SQS → transformer → PostgreSQL once on local services, and a file
+    /// dropped into the landing zone.
     Demo {
         /// How many posts the sample API serves.
         #[arg(long, default_value_t = 100)]
