@@ -20,6 +20,7 @@ use reqwest::header::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::ImportError;
@@ -64,6 +65,8 @@ pub struct Requester<'a> {
     spacing: Option<Duration>,
     /// When the next request may be sent.
     next_request: Option<Instant>,
+    /// Cuts a wait between two tries short (a `Retry-After` may be minutes).
+    shutdown: CancellationToken,
 }
 
 /// A credential that does not travel as a plain header.
@@ -163,7 +166,15 @@ impl<'a> Requester<'a> {
             credential,
             spacing,
             next_request: None,
+            shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Makes a wait between two tries end with [`ImportError::Interrupted`] once `shutdown`
+    /// fires, so that a stop is not held up by a backoff or a `Retry-After`.
+    pub fn stop_on(mut self, shutdown: &CancellationToken) -> Self {
+        self.shutdown = shutdown.clone();
+        self
     }
 
     /// GETs `url` (page `page` of the run, for the logs) with the source's query parameters,
@@ -252,7 +263,14 @@ impl<'a> Requester<'a> {
                 "request failed; trying again"
             );
             drop(failure);
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    return Err(ImportError::Interrupted {
+                        source_name: self.source.name.clone(),
+                    });
+                }
+                () = tokio::time::sleep(delay) => {}
+            }
         }
     }
 

@@ -107,12 +107,13 @@ impl Importer {
         let http = http::client(&settings.http)
             .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
+        let stall_limit = STALL_LIMIT.max(longest_page(&settings.http));
         Ok(Self {
             settings: Arc::new(settings),
             http,
             aws,
             queue_url,
-            liveness: Liveness::start(STALL_LIMIT),
+            liveness: Liveness::start(stall_limit),
         })
     }
 
@@ -167,8 +168,8 @@ impl Importer {
                 () = shutdown.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            let _work = self.liveness.work();
-            // Errors are logged inside; the next tick retries.
+            // Errors are logged inside; the next tick retries. The watchdog watches each page
+            // (see `walk`), not the whole run, which may page for hours.
             let _ = self.import_logged(source, shutdown).await;
         }
         tracing::info!(source = %source.name, "source stopped");
@@ -241,7 +242,9 @@ impl Importer {
         };
         let mut pager = Pager::new(source, url, mark.as_deref());
         let mut requester =
-            http::Requester::new(source, &self.settings.http, &self.http, &self.aws).await?;
+            http::Requester::new(source, &self.settings.http, &self.http, &self.aws)
+                .await?
+                .stop_on(shutdown);
         let mut archiver = Archiver::new(self, &store, source);
         let mut run = Run::default();
         let walked = self
@@ -395,6 +398,7 @@ impl Importer {
                     source_name: source.name.clone(),
                 });
             }
+            let _work = self.liveness.work();
             let number = pager.pages() + 1;
             let fetched_at = Utc::now();
             let mut answer = requester.get(&url, number).await?;
@@ -458,6 +462,17 @@ impl Importer {
             })?;
         Ok(())
     }
+}
+
+/// The longest one page may take while nothing is wrong: every try timing out twice (connect
+/// and read) and the longest wait between tries (a backoff or a `Retry-After`), plus a margin
+/// for archiving it. The watchdog allows a page this long before it declares the importer stuck.
+fn longest_page(http: &barge_core::settings::HttpSettings) -> std::time::Duration {
+    let tries = http.max_attempts;
+    let wait = http.max_backoff.max(http.max_retry_after);
+    http.timeout * 2 * tries
+        + wait * tries.saturating_sub(1)
+        + std::time::Duration::from_secs(5 * 60)
 }
 
 /// Why the importer could not start.
