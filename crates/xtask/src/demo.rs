@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use barge_core::fetch::{PageStyle, Pagination};
 use barge_core::{Settings, Source};
 use importer::Importer;
 use tokio::net::TcpListener;
@@ -17,6 +18,8 @@ use crate::services::{Layout, Services};
 const LANDING_PREFIX: &str = "landing/posts";
 /// Posts in the dropped file, with ids after the sample API's.
 const LANDING_POSTS: i64 = 10;
+/// Posts per page the demo's importer asks the sample API for.
+const DEMO_PAGE_SIZE: u64 = 25;
 
 /// Starts the services and the sample API, provisions the default bucket, queue and database,
 /// has S3 announce files created under the landing prefix, runs `importer once`, drops an
@@ -32,7 +35,8 @@ pub async fn run(posts: i64) -> anyhow::Result<ExitCode> {
 
 async fn pipeline(services: &Services, count: i64) -> anyhow::Result<()> {
     let sample_api = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/posts", sample_api.local_addr()?);
+    // Paged, as real APIs are: /paged/posts?per_page=25&page=1, 2, … until an empty page.
+    let url = format!("http://{}/paged/posts", sample_api.local_addr()?);
     let stop_api = CancellationToken::new();
     let api = tokio::spawn(barge_sample_api::serve(
         sample_api,
@@ -43,6 +47,12 @@ async fn pipeline(services: &Services, count: i64) -> anyhow::Result<()> {
 
     let mut posts = Source::jsonplaceholder_posts();
     posts.url = Some(url);
+    posts.pagination = Pagination {
+        style: PageStyle::Page,
+        size_param: Some("per_page".into()),
+        size: Some(DEMO_PAGE_SIZE),
+        ..Pagination::default()
+    };
     posts.landing_prefix = Some(LANDING_PREFIX.into());
     let mut settings = Settings {
         sources: vec![posts],
@@ -65,8 +75,10 @@ async fn pipeline(services: &Services, count: i64) -> anyhow::Result<()> {
 
     println!("\n== importer once");
     let importer = Importer::new(settings.clone(), aws.clone()).await?;
+    let mut batches = 0;
     for (source, outcome) in importer.run_once(&CancellationToken::new()).await {
         let report = outcome.with_context(|| format!("importing source {source}"))?;
+        batches += report.objects.len();
         println!("{source}: {}", importer::describe(&report));
         for message in &report.objects {
             println!(
@@ -101,8 +113,8 @@ async fn pipeline(services: &Services, count: i64) -> anyhow::Result<()> {
         "\n== another system drops {LANDING_POSTS} posts (ids {first}–{last}) as NDJSON at \
          s3://{bucket}/{landing_key}"
     );
-    // S3's test event, the importer's batch and the landing file's event.
-    wait_for_messages(&aws, &queue_url, 3).await?;
+    // S3's test event, the importer's batches and the landing file's event.
+    wait_for_messages(&aws, &queue_url, batches as u64 + 2).await?;
 
     println!("\n== transformer, until the queue is drained");
     let transformer = Transformer::new(settings.clone(), aws).await?;
