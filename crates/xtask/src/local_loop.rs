@@ -21,6 +21,9 @@ const DATABASE: &str = "barge";
 /// How many posts the sample API serves.
 const SAMPLE_POSTS: i64 = 100;
 
+/// The landing prefix of the local settings' posts source (`deploy/local/barge.toml`).
+const LANDING_PREFIX: &str = "landing/posts";
+
 /// Starts the local loop, or says where it already runs.
 pub async fn up() -> anyhow::Result<ExitCode> {
     let layout = Layout::local_loop();
@@ -36,7 +39,16 @@ pub async fn up() -> anyhow::Result<ExitCode> {
     let aws = services.aws().await;
     let settings = barge_core::Settings::default();
     barge_localenv::ensure_bucket(&aws, &settings.storage.bucket).await?;
-    barge_localenv::ensure_queue(&aws, &settings.queue.queue, Default::default()).await?;
+    let (queue_url, _) =
+        barge_localenv::ensure_queue(&aws, &settings.queue.queue, Default::default()).await?;
+    // deploy/local/barge.toml's posts source watches this landing prefix.
+    barge_localenv::notify_landings(
+        &aws,
+        &settings.storage.bucket,
+        &queue_url,
+        &[LANDING_PREFIX],
+    )
+    .await?;
     barge_localenv::ensure_database(&services.database("postgres"), DATABASE).await?;
     start_sample_api(&layout).await?;
     services.detach();
