@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
-use barge_core::BatchMessage;
 use barge_core::fetch::{PageStyle, Pagination};
 use barge_localenv::{Daemon, TestEnv};
 use importer::Importer;
@@ -46,19 +45,6 @@ async fn slow_pages(asked: tokio::sync::mpsc::UnboundedSender<i64>) -> String {
     url
 }
 
-async fn messages(env: &TestEnv) -> Vec<BatchMessage> {
-    let mut messages = Vec::new();
-    loop {
-        let received = env.receive(&env.queue_url, 1).await;
-        if received.is_empty() {
-            return messages;
-        }
-        for message in received {
-            messages.push(BatchMessage::parse(message.body().unwrap()).unwrap());
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_run_killed_mid_way_is_completed_by_the_next_without_archiving_a_page_twice() {
     let (asked, mut pages) = tokio::sync::mpsc::unbounded_channel();
@@ -95,7 +81,7 @@ async fn a_run_killed_mid_way_is_completed_by_the_next_without_archiving_a_page_
     assert_eq!(archived.len(), PAGES as usize, "{archived:?}");
     // Pages 1 and 2 were announced twice (the ledger loads an object once); every archived
     // object is announced, and nothing else is.
-    let messages = messages(&env).await;
+    let messages = env.batch_messages().await;
     assert_eq!(messages.len(), PAGES as usize + 2);
     let announced: BTreeSet<&str> = messages.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(announced, archived.iter().map(String::as_str).collect());

@@ -5,25 +5,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use barge_core::BatchMessage;
 use barge_core::fetch::{Compression, PageStyle, Pagination};
 use barge_localenv::{Daemon, TestEnv, spawn_sample_api};
 use importer::{ImportError, Importer};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-
-async fn receive_all(env: &TestEnv) -> Vec<BatchMessage> {
-    let mut messages = Vec::new();
-    loop {
-        let received = env.receive(&env.queue_url, 1).await;
-        if received.is_empty() {
-            return messages;
-        }
-        for message in received {
-            messages.push(BatchMessage::parse(message.body().unwrap()).expect("a batch message"));
-        }
-    }
-}
 
 #[tokio::test]
 async fn archives_the_untouched_body_and_announces_it() {
@@ -84,7 +70,7 @@ async fn archives_the_untouched_body_and_announces_it() {
     assert_eq!(metadata.get("record-count").map(String::as_str), Some("12"));
     assert_eq!(metadata.get("sha256"), Some(&digest));
 
-    assert_eq!(receive_all(&env).await, [message]);
+    assert_eq!(env.batch_messages().await, [message]);
 }
 
 #[tokio::test]
@@ -112,7 +98,7 @@ async fn a_response_larger_than_a_part_streams_into_one_object_byte_for_byte() {
     assert_eq!(message.sha256, format!("{:x}", Sha256::digest(&stored)));
     assert_eq!(message.record_count, 100_000);
     assert_eq!(env.open_uploads().await, 0);
-    assert_eq!(receive_all(&env).await, [message]);
+    assert_eq!(env.batch_messages().await, [message]);
 }
 
 #[tokio::test]
@@ -152,7 +138,7 @@ async fn a_large_response_that_is_not_a_batch_leaves_no_object_and_no_parts() {
         0,
         "the multipart upload is aborted"
     );
-    assert!(receive_all(&env).await.is_empty());
+    assert!(env.batch_messages().await.is_empty());
 }
 
 /// `body` served as `application/json`.

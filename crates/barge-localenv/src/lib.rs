@@ -596,6 +596,22 @@ impl TestEnv {
             .len()
     }
 
+    /// Every message on this test's queue, parsed as batch messages (receiving them: they are
+    /// invisible afterwards for the visibility timeout).
+    pub async fn batch_messages(&self) -> Vec<barge_core::BatchMessage> {
+        let mut messages = Vec::new();
+        loop {
+            let received = self.receive(&self.queue_url, 1).await;
+            if received.is_empty() {
+                return messages;
+            }
+            for message in received {
+                let body = message.body().unwrap_or_default();
+                messages.push(barge_core::BatchMessage::parse(body).expect("a batch message"));
+            }
+        }
+    }
+
     /// One receive of up to ten messages from `queue_url`, waiting at most `wait_seconds`, with
     /// their attributes (the messages are invisible afterwards for their visibility timeout).
     pub async fn receive(
