@@ -108,16 +108,14 @@ data "aws_iam_policy_document" "importer" {
     resources = ["${aws_s3_bucket.data.arn}/${local.state_prefix}/*"]
   }
 
+  # Listing the markers, and telling a missing object (a source's first state, an object that
+  # never became visible) from a refused one: without s3:ListBucket S3 answers 403 instead of
+  # 404, and a prefix condition would not apply to that check.
   statement {
-    sid       = "ListImporterMarkers"
+    sid       = "ListImporterState"
     effect    = "Allow"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.data.arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["${local.state_prefix}/*"]
-    }
   }
 
   statement {

@@ -14,19 +14,19 @@ use crate::ImportError;
 use crate::http::Answer;
 use crate::objects::Archiver;
 use crate::pages::{self, PageFields};
-use crate::state::{self, SourceState};
+use crate::state::{Marks, PageDigest, SourceState};
 
 /// What a run has seen so far.
 #[derive(Debug, Default)]
 pub struct Run {
     /// Digests of every page fetched, archived or not.
-    pub pages: Vec<String>,
+    pub pages: Vec<PageDigest>,
     /// Records fetched.
     pub records: u64,
     /// Pages identical to one of the last run's, not archived again.
     pub unchanged_pages: u64,
-    /// The highest value of the incremental field.
-    pub mark: Option<Value>,
+    /// The incremental field's values.
+    pub marks: Marks,
 }
 
 /// One page being read.
@@ -57,7 +57,7 @@ impl Page<'_> {
         let mut hasher = Sha256::new();
         let mut index = 0u64;
         let mut check = |record: &str| {
-            let checked = self.check_record(index, record, &mut run.mark);
+            let checked = self.check_record(index, record, &mut run.marks);
             index += 1;
             checked
         };
@@ -139,7 +139,7 @@ impl Page<'_> {
                     format: BatchFormatError::RecordTooLarge { index, limit },
                 });
             }
-            self.check_record(index, record.get(), &mut run.mark)?;
+            self.check_record(index, record.get(), &mut run.marks)?;
         }
         let records = envelope.records.len() as u64;
         if !self.seen(digest, &url, run)? {
@@ -151,10 +151,10 @@ impl Page<'_> {
         Ok((records, envelope.fields))
     }
 
-    /// Records the page's digest; `true` when the last run saw the same page (it is not
-    /// archived again). The same page twice in one run is a loop.
-    fn seen(&self, digest: String, url: &str, run: &mut Run) -> Result<bool, ImportError> {
-        if run.pages.contains(&digest) {
+    /// Records the page's digest; `true` when the last run saw the same bytes at this page's
+    /// place (it is not archived again). The same page twice in one run is a loop.
+    fn seen(&self, sha256: String, url: &str, run: &mut Run) -> Result<bool, ImportError> {
+        if run.pages.iter().any(|page| page.sha256 == sha256) {
             return Err(ImportError::Paging {
                 source_name: self.source.name.clone(),
                 url: url.to_owned(),
@@ -164,8 +164,11 @@ impl Page<'_> {
                 },
             });
         }
-        let unchanged = self.state.recent_pages.contains(&digest);
-        run.pages.push(digest);
+        let unchanged = self.state.unchanged(self.number, &sha256);
+        run.pages.push(PageDigest {
+            page: self.number,
+            sha256,
+        });
         if unchanged {
             run.unchanged_pages += 1;
             tracing::info!(
@@ -176,18 +179,16 @@ impl Page<'_> {
         Ok(unchanged)
     }
 
-    fn digest_of_last(&self, run: &Run) -> String {
-        run.pages.last().cloned().unwrap_or_default()
+    fn digest_of_last(&self, run: &Run) -> PageDigest {
+        run.pages
+            .last()
+            .cloned()
+            .expect("`seen` recorded this page")
     }
 
-    /// Checks that record `index` is JSON and, for an incremental source, keeps the highest
-    /// value of its field.
-    fn check_record(
-        &self,
-        index: u64,
-        record: &str,
-        mark: &mut Option<Value>,
-    ) -> Result<(), ImportError> {
+    /// Checks that record `index` is JSON and, for an incremental source, takes in the value of
+    /// its field.
+    fn check_record(&self, index: u64, record: &str, marks: &mut Marks) -> Result<(), ImportError> {
         let Some(incremental) = &self.source.incremental else {
             return serde_json::from_str::<serde::de::IgnoredAny>(record)
                 .map(drop)
@@ -203,11 +204,9 @@ impl Page<'_> {
         };
         match found {
             None | Some(Value::Null) => Ok(()),
-            Some(candidate @ (Value::Number(_) | Value::String(_))) => {
-                *mark = state::later_mark(mark.take(), candidate)
-                    .map_err(|err| self.record_error(index, err.to_string()))?;
-                Ok(())
-            }
+            Some(candidate @ (Value::Number(_) | Value::String(_))) => marks
+                .observe(candidate)
+                .map_err(|err| self.record_error(index, err.to_string())),
             Some(other) => Err(self.record_error(
                 index,
                 format!(

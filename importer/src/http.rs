@@ -47,7 +47,24 @@ pub fn client(settings: &HttpSettings) -> reqwest::Result<reqwest::Client> {
         .connect_timeout(settings.timeout)
         .read_timeout(settings.timeout)
         .user_agent(USER_AGENT)
+        .redirect(same_origin_redirects())
         .build()
+}
+
+/// Follows redirects (at most ten) within the origin asked; a redirect to another host,
+/// scheme or port is not followed, and its 3xx answer fails the run: reqwest would carry an
+/// `X-Api-Key`-style credential header (or a query credential) along to that host.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(Url::origin);
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if first.is_some_and(|first| first != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// Sends one source's requests during one run. Its credential is read when it is made, so a
@@ -61,6 +78,8 @@ pub struct Requester<'a> {
     headers: HeaderMap,
     /// A credential sent some other way than in a header.
     credential: Option<Credential>,
+    /// The secret, to blank out of an error body that echoes it back.
+    secret: Option<SecretString>,
     /// The least time between two requests (retries included), from `rate_limit`.
     spacing: Option<Duration>,
     /// When the next request may be sent.
@@ -112,6 +131,7 @@ impl<'a> Requester<'a> {
             headers.insert(name, value);
         }
         let mut credential = None;
+        let mut echoed = None;
         if let Some(auth) = &source.auth {
             let secret = barge_core::secrets::resolve(auth.secret(), aws)
                 .await
@@ -119,6 +139,7 @@ impl<'a> Requester<'a> {
                     source_name: source.name.clone(),
                     error,
                 })?;
+            echoed = Some(secret.clone());
             let header_value = |text: &str, from: &SecretRef| {
                 let mut value = HeaderValue::from_str(text).map_err(|_| {
                     invalid(format!(
@@ -164,6 +185,7 @@ impl<'a> Requester<'a> {
             client,
             headers,
             credential,
+            secret: echoed,
             spacing,
             next_request: None,
             shutdown: CancellationToken::new(),
@@ -336,7 +358,17 @@ impl<'a> Requester<'a> {
             url: shown.to_owned(),
             status: response.status().as_u16(),
             tries,
-            body_start: body_start(&mut response).await,
+            body_start: self.blank_secret(body_start(&mut response).await),
+        }
+    }
+
+    /// `text` without the secret, for APIs that quote the credential they refused.
+    fn blank_secret(&self, text: String) -> String {
+        match &self.secret {
+            Some(secret) if !secret.expose_secret().is_empty() => {
+                text.replace(secret.expose_secret(), "***")
+            }
+            _ => text,
         }
     }
 

@@ -107,7 +107,7 @@ impl Importer {
         let http = http::client(&settings.http)
             .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
-        let stall_limit = STALL_LIMIT.max(longest_page(&settings.http));
+        let stall_limit = STALL_LIMIT.max(longest_page(&settings));
         Ok(Self {
             settings: Arc::new(settings),
             http,
@@ -258,26 +258,16 @@ impl Importer {
                 shutdown,
             )
             .await;
-        let capped = match walked {
-            Ok(capped) => capped,
+        let next =
+            walked.and_then(|capped| Ok((capped, self.next_state(source, &state, &run, capped)?)));
+        let (capped, next) = match next {
+            Ok(next) => next,
             Err(err) => {
                 self.keep_what_was_archived(source, &store, &mut archiver, state, version)
                     .await;
                 return Err(err);
             }
         };
-        let mut next = SourceState {
-            mark: state.mark.clone(),
-            ..SourceState::default()
-        };
-        if let Some(run_mark) = &run.mark {
-            next.mark =
-                state::later_mark(next.mark, run_mark).map_err(|err| ImportError::Mark {
-                    source_name: source.name.clone(),
-                    reason: err.to_string(),
-                })?;
-        }
-        next.remember(run.pages.iter().cloned());
         store
             .save(&source.name, &next, version.as_deref())
             .await
@@ -300,6 +290,43 @@ impl Importer {
             mark: next.mark,
             capped,
         })
+    }
+
+    /// The state a complete run leaves: its pages, and the mark moved to the highest value it
+    /// saw. A run cut short by `max_pages` moves the mark only if the values came in ascending
+    /// order: otherwise records below the mark were left unfetched, and moving it would skip
+    /// them for good.
+    fn next_state(
+        &self,
+        source: &Source,
+        state: &SourceState,
+        run: &Run,
+        capped: bool,
+    ) -> Result<SourceState, ImportError> {
+        let mark_error = |reason: String| ImportError::Mark {
+            source_name: source.name.clone(),
+            reason,
+        };
+        let mut next = SourceState {
+            mark: state.mark.clone(),
+            ..SourceState::default()
+        };
+        next.remember(&run.pages);
+        if let (Some(incremental), true, true) =
+            (&source.incremental, capped, run.marks.out_of_order)
+        {
+            return Err(mark_error(format!(
+                "the run stopped at pagination.max_pages ({}), and the API does not send records \
+                 in ascending order of {:?}, so moving the mark would skip the records not \
+                 fetched: raise max_pages, or have the API sort ascending",
+                source.pagination.max_pages, incremental.field
+            )));
+        }
+        if let Some(highest) = &run.marks.highest {
+            next.mark =
+                state::later_mark(next.mark, highest).map_err(|err| mark_error(err.to_string()))?;
+        }
+        Ok(next)
     }
 
     /// Announces the objects of markers an earlier run left (a run that died between an
@@ -329,7 +356,7 @@ impl Importer {
                 .map_err(state_error)?
             {
                 self.announce(&marker.message).await?;
-                state.remember(marker.pages.iter().cloned());
+                state.remember(&marker.pages);
                 announced += 1;
             }
         }
@@ -366,7 +393,7 @@ impl Importer {
         if archiver.markers.is_empty() {
             return;
         }
-        state.remember(archiver.archived_pages.iter().cloned());
+        state.remember(&archiver.archived_pages);
         let saved = async {
             store.save(&source.name, &state, version.as_deref()).await?;
             store.delete_markers(&archiver.markers).await
@@ -403,11 +430,12 @@ impl Importer {
             let fetched_at = Utc::now();
             let mut answer = requester.get(&url, number).await?;
             let page_url = answer.url.clone();
+            // A `Link` header may come as several lines, one per relation.
             let link_next = answer
                 .headers
-                .get(reqwest::header::LINK)
-                .and_then(|value| value.to_str().ok())
-                .and_then(pages::link_next);
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .find_map(|value| pages::link_next(&String::from_utf8_lossy(value.as_bytes())));
             let page = Page {
                 source,
                 state,
@@ -465,14 +493,26 @@ impl Importer {
 }
 
 /// The longest one page may take while nothing is wrong: every try timing out twice (connect
-/// and read) and the longest wait between tries (a backoff or a `Retry-After`), plus a margin
-/// for archiving it. The watchdog allows a page this long before it declares the importer stuck.
-fn longest_page(http: &barge_core::settings::HttpSettings) -> std::time::Duration {
+/// and read), waiting for the slowest source's rate limit, and the longest wait between tries
+/// (a backoff or a `Retry-After`), plus a margin for archiving it. The watchdog allows a page
+/// this long before it declares the importer stuck.
+fn longest_page(settings: &Settings) -> std::time::Duration {
+    use std::time::Duration;
+    let http = &settings.http;
     let tries = http.max_attempts;
     let wait = http.max_backoff.max(http.max_retry_after);
-    http.timeout * 2 * tries
-        + wait * tries.saturating_sub(1)
-        + std::time::Duration::from_secs(5 * 60)
+    let spacing = settings
+        .sources
+        .iter()
+        .filter_map(|source| source.rate_limit)
+        .map(|rate| Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX / 4))
+        .max()
+        .unwrap_or_default();
+    (http.timeout * 2)
+        .saturating_add(spacing)
+        .saturating_mul(tries)
+        .saturating_add(wait.saturating_mul(tries.saturating_sub(1)))
+        .saturating_add(Duration::from_secs(5 * 60))
 }
 
 /// Why the importer could not start.

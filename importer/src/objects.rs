@@ -17,7 +17,7 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use crate::archive::Upload;
-use crate::state::{Marker, StateStore};
+use crate::state::{Marker, PageDigest, StateStore};
 use crate::{ImportError, Importer};
 
 /// The objects of one run of one source.
@@ -31,7 +31,7 @@ pub struct Archiver<'a> {
     /// Markers of those objects, removed once the run's state is saved.
     pub markers: Vec<String>,
     /// Digests of the pages those objects hold.
-    pub archived_pages: Vec<String>,
+    pub archived_pages: Vec<PageDigest>,
 }
 
 /// An object being written.
@@ -41,7 +41,7 @@ struct OpenObject<'a> {
     /// Digest of the stored bytes: what the transformer checks.
     hasher: Sha256,
     records: u64,
-    pages: Vec<String>,
+    pages: Vec<PageDigest>,
     fetched_at: DateTime<Utc>,
     /// Records are being written as an array of their own (rather than a page's body).
     in_array: bool,
@@ -135,7 +135,7 @@ impl<'a> Archiver<'a> {
     /// Closes a page: `records` were written as its body (0 when they went in one by one with
     /// [`Archiver::write_record`]). The object is finished when it is one page's, or holds
     /// `records_per_object` records.
-    pub async fn end_page(&mut self, digest: String, records: u64) -> Result<(), ImportError> {
+    pub async fn end_page(&mut self, digest: PageDigest, records: u64) -> Result<(), ImportError> {
         let Some(object) = &mut self.open else {
             return Ok(());
         };

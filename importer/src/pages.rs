@@ -81,6 +81,9 @@ pub struct Pager<'a> {
     records: u64,
     /// Cursors and URLs followed, for the loop guard.
     followed: Vec<String>,
+    /// Whether next-page URLs must stay on the first URL's origin: the source's credential is
+    /// sent with every request, and must not go to whatever host a page names.
+    same_origin: bool,
 }
 
 impl<'a> Pager<'a> {
@@ -113,6 +116,7 @@ impl<'a> Pager<'a> {
             pages: 0,
             records: 0,
             followed: Vec::new(),
+            same_origin: source.auth.is_some(),
         }
     }
 
@@ -146,6 +150,9 @@ impl<'a> Pager<'a> {
             }
             PageStyle::Offset => self.with_param(&self.records.to_string()),
             PageStyle::Cursor => match &fields.cursor {
+                None if fields.has_more == Some(true) => {
+                    return Err(self.no_next("cursor", &self.pagination.cursor_field));
+                }
                 None => return Ok(Next::Done),
                 Some(cursor) => {
                     self.guard(cursor, || format!("cursor {cursor:?}"))?;
@@ -158,6 +165,13 @@ impl<'a> Pager<'a> {
                     _ => &page.link_next,
                 };
                 let Some(target) = target else {
+                    if fields.has_more == Some(true) {
+                        let field = match self.pagination.style {
+                            PageStyle::NextUrl => &self.pagination.next_url_field,
+                            _ => &None,
+                        };
+                        return Err(self.no_next("next page URL", field));
+                    }
                     return Ok(Next::Done);
                 };
                 let next = url.join(target).map_err(|err| PageError::Shape {
@@ -167,6 +181,17 @@ impl<'a> Pager<'a> {
                         barge_core::redact_url(target)
                     ),
                 })?;
+                if self.same_origin && next.origin() != self.first.origin() {
+                    return Err(PageError::Shape {
+                        page: self.pages,
+                        problem: format!(
+                            "the next page is on another host ({}): the source's credential is \
+                             sent only to {}",
+                            barge_core::redact_url(next.as_str()),
+                            self.first.origin().ascii_serialization()
+                        ),
+                    });
+                }
                 self.guard(next.as_str(), || barge_core::redact_url(next.as_str()))?;
                 next
             }
@@ -175,6 +200,18 @@ impl<'a> Pager<'a> {
             return Ok(Next::Capped);
         }
         Ok(Next::Fetch(next))
+    }
+
+    /// A page that says more pages follow but not where: most likely a mistyped field.
+    fn no_next(&self, what: &str, field: &Option<String>) -> PageError {
+        let place = match field {
+            Some(pointer) => format!(" at {pointer:?}"),
+            None => " in a Link header".into(),
+        };
+        PageError::Shape {
+            page: self.pages,
+            problem: format!("has_more is true but the page has no {what}{place}"),
+        }
     }
 
     /// The first URL with the page parameter set to `value`.
@@ -500,6 +537,45 @@ mod tests {
                 what: "cursor \"same\"".into()
             }
         );
+    }
+
+    #[test]
+    fn more_pages_without_a_way_to_them_and_credentials_to_other_hosts_are_refused() {
+        let mut source = source(Pagination {
+            style: PageStyle::Cursor,
+            cursor_field: Some("/next".into()),
+            has_more_field: Some("/more".into()),
+            ..Pagination::default()
+        });
+        let url = Url::parse("https://api.example.com/items").unwrap();
+        let more = PageInfo {
+            records: 1,
+            fields: PageFields {
+                has_more: Some(true),
+                ..PageFields::default()
+            },
+            ..PageInfo::default()
+        };
+        let error = Pager::new(&source, url.clone(), None)
+            .advance(&url, &more)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "page 1: has_more is true but the page has no cursor at \"/next\""
+        );
+        source.pagination.style = PageStyle::LinkHeader;
+        source.auth = Some(barge_core::fetch::Auth::Bearer {
+            secret: barge_core::fetch::SecretRef::Env("TOKEN".into()),
+        });
+        let elsewhere = PageInfo {
+            records: 1,
+            link_next: Some("https://evil.example.net/items?page=2".into()),
+            ..PageInfo::default()
+        };
+        let error = Pager::new(&source, url.clone(), None)
+            .advance(&url, &elsewhere)
+            .unwrap_err();
+        assert!(error.to_string().contains("is on another host"), "{error}");
     }
 
     #[test]

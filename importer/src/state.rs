@@ -20,10 +20,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The most page digests a state keeps: enough for the longest run, small enough to read each
-/// run (64 hex digits each).
-const MAX_PAGE_DIGESTS: usize = 20_000;
-
 /// Version of the state and marker documents this build writes and reads.
 const STATE_VERSION: u32 = 1;
 
@@ -36,25 +32,40 @@ pub struct SourceState {
     /// The highest value of the incremental field seen in a complete run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<Value>,
-    /// SHA-256 digests of the pages the last run saw (and of pages announced by a run that did
-    /// not finish): an identical page is neither archived nor announced again.
+    /// The SHA-256 of each page the last run saw, by page number (and of the pages of objects
+    /// a run that did not finish announced): a page identical to the last one seen at its
+    /// place is neither archived nor announced again.
     #[serde(default)]
-    pub recent_pages: Vec<String>,
+    pub pages: Vec<PageDigest>,
     /// When this state was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// The digest of the page at one place of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageDigest {
+    /// The page's number in its run, from 1.
+    pub page: u64,
+    /// Hex SHA-256 of its body.
+    pub sha256: String,
+}
+
 impl SourceState {
-    /// Adds page digests, keeping the newest [`MAX_PAGE_DIGESTS`].
-    pub fn remember(&mut self, pages: impl IntoIterator<Item = String>) {
+    /// Records what was seen at each page's place, replacing what was there.
+    pub fn remember<'a>(&mut self, pages: impl IntoIterator<Item = &'a PageDigest>) {
         for page in pages {
-            if !self.recent_pages.contains(&page) {
-                self.recent_pages.push(page);
-            }
+            self.pages.retain(|known| known.page != page.page);
+            self.pages.push(page.clone());
         }
-        let excess = self.recent_pages.len().saturating_sub(MAX_PAGE_DIGESTS);
-        self.recent_pages.drain(..excess);
+        self.pages.sort_by_key(|known| known.page);
+    }
+
+    /// Whether the last run saw exactly `sha256` at page `page`.
+    pub fn unchanged(&self, page: u64, sha256: &str) -> bool {
+        self.pages
+            .iter()
+            .any(|known| known.page == page && known.sha256 == sha256)
     }
 }
 
@@ -64,7 +75,7 @@ pub struct Marker {
     /// The message that announces (or announced) the object.
     pub message: BatchMessage,
     /// Digests of the pages whose records the object holds.
-    pub pages: Vec<String>,
+    pub pages: Vec<PageDigest>,
 }
 
 /// A state that could not be read or written.
@@ -363,6 +374,32 @@ fn compare_marks(a: &Value, b: &Value) -> Result<Ordering, MarkError> {
     }
 }
 
+/// The incremental field's values as a run meets them: the highest, and whether they came in
+/// ascending order (which decides whether a run cut short may still move the mark).
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// The highest value seen.
+    pub highest: Option<Value>,
+    /// The value of the record before.
+    previous: Option<Value>,
+    /// Whether a value was lower than the one before it.
+    pub out_of_order: bool,
+}
+
+impl Marks {
+    /// Takes in the next record's value.
+    pub fn observe(&mut self, value: &Value) -> Result<(), MarkError> {
+        if let Some(previous) = &self.previous
+            && compare_marks(value, previous)? == Ordering::Less
+        {
+            self.out_of_order = true;
+        }
+        self.previous = Some(value.clone());
+        self.highest = later_mark(self.highest.take(), value)?;
+        Ok(())
+    }
+}
+
 /// The text a mark is sent as: a string as it is, a number as written.
 pub fn mark_text(mark: &Value) -> String {
     match mark {
@@ -415,12 +452,41 @@ mod tests {
     }
 
     #[test]
-    fn remembered_pages_are_unique_and_bounded() {
+    fn marks_know_whether_they_came_in_order() {
+        let mut ascending = Marks::default();
+        for value in [json!(1), json!(1), json!(5)] {
+            ascending.observe(&value).unwrap();
+        }
+        assert_eq!(
+            (ascending.highest, ascending.out_of_order),
+            (Some(json!(5)), false)
+        );
+        let mut newest_first = Marks::default();
+        for value in [json!(9), json!(3)] {
+            newest_first.observe(&value).unwrap();
+        }
+        assert_eq!(
+            (newest_first.highest, newest_first.out_of_order),
+            (Some(json!(9)), true)
+        );
+    }
+
+    #[test]
+    fn a_page_is_remembered_at_its_place() {
+        let digest = |page, sha256: &str| PageDigest {
+            page,
+            sha256: sha256.into(),
+        };
         let mut state = SourceState::default();
-        state.remember(["a".to_owned(), "b".to_owned(), "a".to_owned()]);
-        assert_eq!(state.recent_pages, ["a", "b"]);
-        state.remember((0..MAX_PAGE_DIGESTS).map(|i| i.to_string()));
-        assert_eq!(state.recent_pages.len(), MAX_PAGE_DIGESTS);
-        assert_eq!(state.recent_pages[0], "0", "the oldest, a and b, are gone");
+        state.remember(&[digest(2, "b"), digest(1, "a")]);
+        assert!(state.unchanged(1, "a") && state.unchanged(2, "b"));
+        assert!(
+            !state.unchanged(2, "a"),
+            "the same bytes elsewhere are another page"
+        );
+        // A later run saw other bytes at page 1: going back to "a" is a change again.
+        state.remember(&[digest(1, "c")]);
+        assert!(!state.unchanged(1, "a") && state.unchanged(1, "c"));
+        assert_eq!(state.pages.len(), 2);
     }
 }

@@ -306,3 +306,61 @@ async fn whole_pages_gathered_before_a_failure_are_archived_not_dropped() {
     assert_eq!(records.len(), 4, "pages 1 and 2, whole");
     assert_eq!(env.queued_messages().await, 1);
 }
+
+/// An API serving `/items?page=N` (three posts per page, two pages, newest first) whose next
+/// link comes on a `Link` line of its own; returns its URL.
+async fn newest_first_with_link_lines() -> String {
+    use axum::extract::Query;
+    use axum::http::header::LINK;
+    use axum::response::{AppendHeaders, IntoResponse};
+    #[derive(serde::Deserialize)]
+    struct Paged {
+        page: Option<i64>,
+    }
+    let api = axum::Router::new().route(
+        "/items",
+        axum::routing::get(|Query(Paged { page }): Query<Paged>| async move {
+            let page = page.unwrap_or(1);
+            let first = 7 - 3 * page;
+            let posts: Vec<_> = (first.max(1)..=first + 2)
+                .rev()
+                .map(barge_sample_api::post)
+                .collect();
+            let mut links = vec![(LINK, "</items?page=1>; rel=\"first\"".to_owned())];
+            if page < 2 {
+                links.push((LINK, format!("</items?page={}>; rel=\"next\"", page + 1)));
+            }
+            (AppendHeaders(links), axum::Json(posts)).into_response()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/items", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    url
+}
+
+#[tokio::test]
+async fn a_link_header_split_over_lines_is_followed_and_an_unsorted_capped_run_keeps_its_mark() {
+    let url = newest_first_with_link_lines().await;
+    let mut env = TestEnv::new().await.with_posts_url(&url);
+    env.settings.sources[0].pagination = paged(PageStyle::LinkHeader, |_| {});
+    let report = run(&env).await.unwrap();
+    assert_eq!(
+        archived_ids(&env, &report.objects).await,
+        [6, 5, 4, 3, 2, 1]
+    );
+
+    // Newest first and cut short: moving the mark to 6 would skip 1 to 3 for good.
+    env.settings.sources[0].pagination.max_pages = 1;
+    env.settings.sources[0].name = "capped".into();
+    env.settings.sources[0].incremental = Some(Incremental {
+        field: "id".into(),
+        param: "since_id".into(),
+        start: None,
+    });
+    let error = run(&env).await.unwrap_err().to_string();
+    assert!(
+        error.contains("does not send records in ascending order of \"id\""),
+        "{error}"
+    );
+}
