@@ -95,7 +95,7 @@ impl Page<'_> {
     ) -> Result<(u64, PageFields), ImportError> {
         let url = barge_core::redact_url(answer.url.as_str());
         let limit = settings.http.max_page_bytes;
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(answer.content_length().unwrap_or(0).min(limit) as usize);
         while let Some(chunk) = answer.chunk().await? {
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(ImportError::PageTooLarge {

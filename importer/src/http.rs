@@ -432,6 +432,11 @@ impl Answer {
     pub fn redacted_url(&self) -> &str {
         &self.shown
     }
+
+    /// The body's length, when the answer announced it.
+    pub fn content_length(&self) -> Option<u64> {
+        self.response.content_length()
+    }
 }
 
 /// Whether a try answered with `status` may pass later: throttling and server errors.

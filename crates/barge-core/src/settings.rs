@@ -403,7 +403,7 @@ impl Default for HttpSettings {
             max_backoff: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(5 * 60),
             max_response_bytes: 1 << 30,
-            max_page_bytes: 64 << 20,
+            max_page_bytes: 32 << 20,
         }
     }
 }
