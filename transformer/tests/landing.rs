@@ -45,8 +45,14 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// Puts `body` under `key` of the test's bucket, as another system would.
-async fn drop_file(env: &TestEnv, key: &str, body: Vec<u8>, content_encoding: Option<&str>) {
+/// Puts `body` under `key` of the test's bucket, as another system would; returns the version
+/// S3 made, in a versioned bucket.
+async fn drop_file(
+    env: &TestEnv,
+    key: &str,
+    body: Vec<u8>,
+    content_encoding: Option<&str>,
+) -> Option<String> {
     env.aws
         .s3
         .put_object()
@@ -56,7 +62,33 @@ async fn drop_file(env: &TestEnv, key: &str, body: Vec<u8>, content_encoding: Op
         .body(body.into())
         .send()
         .await
+        .unwrap()
+        .version_id
+}
+
+/// Turns versioning on for the test's bucket, as Terraform's data bucket has it.
+async fn enable_versioning(env: &TestEnv) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    env.aws
+        .s3
+        .put_bucket_versioning()
+        .bucket(&env.settings.storage.bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
         .unwrap();
+}
+
+/// The `versionId` an S3 event's first record names.
+fn event_version(body: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    event["Records"][0]["s3"]["object"]["versionId"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Waits until at least `count` messages are on the test's queue (S3 sends its events on its
@@ -448,4 +480,60 @@ async fn importer_batches_and_landing_files_share_the_queue_and_the_table() {
             .any(|key| key.starts_with("errors/")),
         "nothing rejected"
     );
+}
+
+#[tokio::test]
+async fn in_a_versioned_bucket_an_event_loads_the_version_it_announces() {
+    let env = landing_env(LANDING).await;
+    enable_versioning(&env).await;
+    let transformer = transformer(&env).await;
+    let key = format!("{LANDING}/daily.json");
+    let first = posts_with_ids(1..=3);
+    let mut second = first.clone();
+    second[0].title = "put again before the first event was handled".into();
+    let version_a = drop_file(&env, &key, json(&first), None).await.unwrap();
+    let version_b = drop_file(&env, &key, json(&second), None).await.unwrap();
+    assert_ne!(version_a, version_b);
+    wait_for_messages(&env, 2).await;
+    let mut events = take_messages(&env, 2).await;
+    events.sort_by_key(|body| event_version(body) != Some(version_a.clone()));
+    assert_eq!(
+        events.iter().map(|e| event_version(e)).collect::<Vec<_>>(),
+        [Some(version_a), Some(version_b)],
+        "each event names its version"
+    );
+
+    // A's event, though the key now holds B: A's rows.
+    env.send(&events[0]).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(posts(&env).await, first, "the version the event announced");
+    let digests: Vec<String> = ledger_identity(&env)
+        .await
+        .into_iter()
+        .map(|(_, sha256, _, _)| sha256)
+        .collect();
+    assert_eq!(digests, [barge_core::content_digest(&json(&first))]);
+
+    // Then B's: B's rows.
+    env.send(&events[1]).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(posts(&env).await, second);
+
+    // A file deleted before its event is handled: its version is still there, and loads.
+    let deleted = format!("{LANDING}/deleted.json");
+    drop_file(&env, &deleted, json(&posts_with_ids(4..=5)), None).await;
+    env.aws
+        .s3
+        .delete_object()
+        .bucket(&env.settings.storage.bucket)
+        .key(&deleted)
+        .send()
+        .await
+        .unwrap();
+    let report = drain_cleanly(&env, &transformer, 1).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.loaded[0].key, deleted);
+    assert_eq!(posts(&env).await.len(), 5);
 }
