@@ -41,7 +41,7 @@ mod schema;
 
 use database::{Database, Sessions};
 use dead_letter::{DeadLetterError, DeadLetters};
-pub use error::{Dependency, FailureClass, ProcessError};
+pub use error::{Dependency, FailureClass, ProcessError, Refusal};
 use futures_util::StreamExt;
 use ledger::{LedgerEntry, LoadCounts};
 use load::Announced;
@@ -834,8 +834,8 @@ async fn write_rejects(
         .send()
         .await
         .map_err(|err| {
-            let status = err.raw_response().map(|r| r.status().as_u16());
-            failed(barge_core::error_chain(&err), error::storage_class(status))
+            let class = error::S3Failure::of(&err).class();
+            failed(barge_core::error_chain(&err), class)
         })?;
     tracing::warn!(
         rejected = count,

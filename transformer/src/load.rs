@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::copy::CopyEncoder;
-use crate::error::{self, ProcessError};
+use crate::error::{self, FailureClass, GetFailure, ProcessError};
 use crate::record::{RecordMapper, pg_type};
 use crate::rejects::Rejects;
 
@@ -87,8 +87,9 @@ pub struct Opened {
     layout: RecordLayout,
 }
 
-/// Requests the object (the announced version, if any). A missing object is permanent; anything
-/// else may pass.
+/// Requests the object (the announced version, if any). A missing key or version, or an object S3
+/// will not serve (archived, encrypted with a key the transformer lacks, another 4xx of its own)
+/// is permanent; anything else may pass ([`error::S3Failure::on_get`]).
 pub async fn open(
     aws: &barge_core::aws::AwsClients,
     announced: &Announced,
@@ -104,18 +105,31 @@ pub async fn open(
         Ok(object) => object,
         Err(err) => {
             let reason = barge_core::error_chain(&err);
-            if err.as_service_error().is_some_and(|e| e.is_no_such_key()) {
-                return Err(ProcessError::MissingObject {
+            return Err(match error::S3Failure::of(&err).on_get() {
+                GetFailure::Missing => ProcessError::MissingObject {
                     bucket,
                     key,
                     reason,
-                });
-            }
-            return Err(ProcessError::Download {
-                bucket,
-                key,
-                reason,
-                class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
+                },
+                GetFailure::Refused(refusal) => ProcessError::Refused {
+                    bucket,
+                    key,
+                    refusal,
+                    reason,
+                },
+                // No precondition was sent: S3 answering 412 is S3's fault.
+                GetFailure::Replaced => ProcessError::Download {
+                    bucket,
+                    key,
+                    reason,
+                    class: FailureClass::Outage(error::Dependency::Storage),
+                },
+                GetFailure::Failed(class) => ProcessError::Download {
+                    bucket,
+                    key,
+                    reason,
+                    class,
+                },
             });
         }
     };
@@ -303,7 +317,7 @@ async fn download(
             bucket: bucket.clone(),
             key: key.clone(),
             reason,
-            class: error::storage_class(None),
+            class: error::storage_class(),
         })?;
         hasher.update(&chunk);
         // A reader that stopped no longer needs the bytes; the digest still does.

@@ -155,6 +155,23 @@ fn event_body(bucket: &str, encoded_key: &str, event_name: &str) -> String {
     .to_string()
 }
 
+/// `(barge-error-class, barge-error)` of every dead-lettered message, sorted.
+async fn dead_letter_reasons(env: &TestEnv) -> Vec<(String, String)> {
+    let mut letters: Vec<(String, String)> = env
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|letter| {
+            (
+                letter.attributes["barge-error-class"].clone(),
+                letter.attributes["barge-error"].clone(),
+            )
+        })
+        .collect();
+    letters.sort();
+    letters
+}
+
 /// `(key, sha256, fetched_at, message_id)` of every ledger row, by key.
 async fn ledger_identity(env: &TestEnv) -> Vec<(String, String, DateTime<Utc>, String)> {
     env.db()
@@ -352,18 +369,7 @@ async fn objects_outside_every_landing_prefix_and_other_events_are_dead_lettered
 
     assert!(report.loaded.is_empty(), "{report:?}");
     assert_eq!(report.dead_lettered.len(), 4, "{report:?}");
-    let mut letters: Vec<(String, String)> = env
-        .dead_letters()
-        .await
-        .into_iter()
-        .map(|letter| {
-            (
-                letter.attributes["barge-error-class"].clone(),
-                letter.attributes["barge-error"].clone(),
-            )
-        })
-        .collect();
-    letters.sort();
+    let letters = dead_letter_reasons(&env).await;
     let zone = format!(
         "not in a landing zone: S3 events are loaded only for objects of bucket {bucket} under \
          a source's landing_prefix (landing prefixes: landing/posts/ of source \"posts\")"
@@ -536,4 +542,84 @@ async fn in_a_versioned_bucket_an_event_loads_the_version_it_announces() {
     assert_eq!(report.loaded.len(), 1, "{report:?}");
     assert_eq!(report.loaded[0].key, deleted);
     assert_eq!(posts(&env).await.len(), 5);
+}
+
+#[tokio::test]
+async fn files_s3_will_not_serve_are_dead_lettered_with_the_reason_and_the_others_load() {
+    use aws_sdk_s3::types::StorageClass;
+    let env = landing_env(LANDING).await;
+    enable_versioning(&env).await;
+    let transformer = transformer(&env).await;
+    let bucket = env.settings.storage.bucket.clone();
+    let put = |key: &str| {
+        env.aws
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("{LANDING}/{key}"))
+            .body(json(&posts_with_ids(1..=2)).into())
+    };
+    // Archived: S3 answers 403 InvalidObjectState until it is restored.
+    put("archived.json")
+        .storage_class(StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+    // Encrypted with a key of the producer's own (SSE-C): 400 InvalidRequest without it.
+    put("sse-c.json")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .sse_customer_key_md5("hRasmdxgYDKV3nvbahU1MA==")
+        .send()
+        .await
+        .unwrap();
+    let fine = format!("{LANDING}/fine.json");
+    drop_file(&env, &fine, json(&posts_with_ids(3..=4)), None).await;
+    wait_for_messages(&env, 3).await;
+    // A version that does not exist (expired since, say): 404 NoSuchVersion.
+    let no_version = serde_json::to_string(&{
+        let mut event: serde_json::Value = serde_json::from_str(&event_body(
+            &bucket,
+            &format!("{LANDING}/fine.json"),
+            "ObjectCreated:Put",
+        ))
+        .unwrap();
+        event["Records"][0]["s3"]["object"]["versionId"] =
+            "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".into();
+        event
+    })
+    .unwrap();
+    env.send(&no_version).await;
+
+    let report = transformer.drain().await.unwrap();
+
+    assert!(report.retry_later.is_empty(), "no outage: {report:?}");
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.loaded[0].key, fine);
+    assert_eq!(posts(&env).await, posts_with_ids(3..=4));
+    let letters = dead_letter_reasons(&env).await;
+    let kinds: Vec<&str> = letters.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["archived-object", "encrypted-object", "missing-object"],
+        "{letters:#?}"
+    );
+    assert!(
+        letters[0].1.starts_with(&format!(
+            "s3://{bucket}/{LANDING}/archived.json: S3 will not serve it: it is archived"
+        )),
+        "{}",
+        letters[0].1
+    );
+    assert!(
+        letters[0].1.contains("InvalidObjectState"),
+        "{}",
+        letters[0].1
+    );
+    assert!(
+        letters[1].1.contains("a customer-provided SSE-C key"),
+        "{}",
+        letters[1].1
+    );
+    assert!(letters[2].1.contains("NoSuchVersion"), "{}", letters[2].1);
 }
