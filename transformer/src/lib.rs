@@ -822,21 +822,21 @@ async fn write_rejects(
         .build()
         .await
         .map_err(|err| failed(barge_core::error_chain(&err), FailureClass::Retry))?;
-    aws.s3
+    let mut put = aws
+        .s3
         .put_object()
         .bucket(&storage.bucket)
         .key(&rejects_key)
         .content_type("application/x-ndjson")
         .metadata("source", &announced.source)
-        .metadata("raw-key", &announced.key)
-        .metadata("record-count", count.to_string())
-        .body(body)
-        .send()
-        .await
-        .map_err(|err| {
-            let class = error::S3Failure::of(&err).class();
-            failed(barge_core::error_chain(&err), class)
-        })?;
+        .metadata("record-count", count.to_string());
+    if let Some(raw_key) = rejects::raw_key_metadata(&announced.key) {
+        put = put.metadata("raw-key", raw_key);
+    }
+    put.body(body).send().await.map_err(|err| {
+        let class = error::S3Failure::of(&err).class();
+        failed(barge_core::error_chain(&err), class)
+    })?;
     tracing::warn!(
         rejected = count,
         rejects_key = %rejects_key,

@@ -623,3 +623,73 @@ async fn files_s3_will_not_serve_are_dead_lettered_with_the_reason_and_the_other
     );
     assert!(letters[2].1.contains("NoSuchVersion"), "{}", letters[2].1);
 }
+
+#[tokio::test]
+async fn rejects_of_files_with_non_ascii_or_very_long_keys_are_written() {
+    let env = landing_env(LANDING).await;
+    let transformer = transformer(&env).await;
+    let bucket = env.settings.storage.bucket.clone();
+    // Nine good records and one whose userId is not a number.
+    let body = |first: i64| {
+        let mut records: Vec<serde_json::Value> = posts_with_ids(first..=first + 9)
+            .iter()
+            .map(|post| serde_json::to_value(post).unwrap())
+            .collect();
+        records[4]["userId"] = "one".into();
+        serde_json::to_vec(&records).unwrap()
+    };
+    let accented = format!("{LANDING}/café déjà vu.json");
+    // S3's longest key: its rejects key would be longer than S3 allows.
+    let long = format!("{LANDING}/{}", "ü".repeat(505));
+    assert_eq!(long.len(), transformer::rejects::MAX_KEY_BYTES);
+    drop_file(&env, &accented, body(1), None).await;
+    drop_file(&env, &long, body(11), None).await;
+
+    let report = drain_cleanly(&env, &transformer, 2).await;
+
+    assert!(report.retry_later.is_empty(), "{report:?}");
+    assert_eq!(report.loaded.len(), 2, "{report:?}");
+    assert_eq!(posts(&env).await.len(), 18, "the good records of both");
+    for raw_key in [&accented, &long] {
+        let loaded = report.loaded.iter().find(|l| &l.key == raw_key).unwrap();
+        assert_eq!((loaded.records_loaded, loaded.records_rejected), (9, 1));
+        let url = loaded.rejects_url.as_deref().unwrap();
+        let rejects_key = url
+            .strip_prefix(&format!("s3://{bucket}/"))
+            .unwrap()
+            .to_owned();
+        assert!(rejects_key.len() <= transformer::rejects::MAX_KEY_BYTES);
+        let lines = String::from_utf8(env.object(&rejects_key).await).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        assert!(lines.contains(r#""userId":"one""#), "{lines}");
+        let head = env
+            .aws
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key(&rejects_key)
+            .send()
+            .await
+            .unwrap();
+        let metadata = head.metadata().unwrap();
+        assert_eq!(metadata["record-count"], "1");
+        let raw_key_metadata = metadata.get("raw-key").map(String::as_str);
+        if raw_key == &accented {
+            assert_eq!(
+                rejects_key,
+                format!(
+                    "errors/{accented}.{}.rejects.ndjson",
+                    &barge_core::content_digest(&body(1))[..16]
+                )
+            );
+            assert_eq!(
+                raw_key_metadata,
+                Some("landing/posts/caf%C3%A9%20d%C3%A9j%C3%A0%20vu.json"),
+                "percent-encoded: S3 metadata is US-ASCII"
+            );
+        } else {
+            assert!(rejects_key.contains('~'), "cut, with the key's digest");
+            assert_eq!(raw_key_metadata, None, "too long for S3's metadata");
+        }
+    }
+}
