@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
 use barge_localenv::{TestEnv, eventually, spawn_sample_api};
 use barge_sample_api::Post;
 use chrono::{DateTime, Utc};
@@ -45,14 +46,14 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// Puts `body` under `key` of the test's bucket, as another system would; returns the version
-/// S3 made, in a versioned bucket.
+/// Puts `body` under `key` of the test's bucket, as another system would; returns S3's answer
+/// (the ETag, and the version it made in a versioned bucket).
 async fn drop_file(
     env: &TestEnv,
     key: &str,
     body: Vec<u8>,
     content_encoding: Option<&str>,
-) -> Option<String> {
+) -> PutObjectOutput {
     env.aws
         .s3
         .put_object()
@@ -63,7 +64,6 @@ async fn drop_file(
         .send()
         .await
         .unwrap()
-        .version_id
 }
 
 /// Turns versioning on for the test's bucket, as Terraform's data bucket has it.
@@ -83,12 +83,22 @@ async fn enable_versioning(env: &TestEnv) {
         .unwrap();
 }
 
-/// The `versionId` an S3 event's first record names.
-fn event_version(body: &str) -> Option<String> {
+/// Field `field` of the object an S3 event's first record names (`versionId`, `eTag`).
+fn event_object(body: &str, field: &str) -> Option<String> {
     let event: serde_json::Value = serde_json::from_str(body).unwrap();
-    event["Records"][0]["s3"]["object"]["versionId"]
+    event["Records"][0]["s3"]["object"][field]
         .as_str()
         .map(str::to_owned)
+}
+
+/// The `eventTime` of an S3 event's first record.
+fn event_time(body: &str) -> DateTime<Utc> {
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    event["Records"][0]["eventTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Waits until at least `count` messages are on the test's queue (S3 sends its events on its
@@ -305,16 +315,11 @@ async fn the_same_event_twice_loads_once_and_new_bytes_under_the_key_are_a_new_o
 
     assert_eq!(report.loaded.len(), 1, "{report:?}");
     assert_eq!(report.duplicates, [key.as_str()], "{report:?}");
-    let event_time: DateTime<Utc> =
-        serde_json::from_str::<serde_json::Value>(&event).unwrap()["Records"][0]["eventTime"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
     let identity = ledger_identity(&env).await;
     assert_eq!(identity.len(), 1);
     assert_eq!(
-        identity[0].2, event_time,
+        identity[0].2,
+        event_time(&event),
         "fetched_at is the event's eventTime"
     );
 
@@ -421,11 +426,23 @@ async fn every_record_of_an_event_loads_before_the_message_goes() {
     drop_file(&env, &a, json(&posts_with_ids(1..=3)), None).await;
     drop_file(&env, &b, ndjson(&posts_with_ids(4..=6)), None).await;
     wait_for_messages(&env, 2).await;
-    take_messages(&env, 2).await;
+    // Each file's own record (with its ETag, which the transformer reads the file If-Match);
+    // a made-up one for a file that is not there.
+    let taken: Vec<serde_json::Value> = take_messages(&env, 2)
+        .await
+        .iter()
+        .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap()["Records"][0].clone())
+        .collect();
     let record = |key: &str| {
-        let body: serde_json::Value =
-            serde_json::from_str(&event_body(&bucket, key, "ObjectCreated:Put")).unwrap();
-        body["Records"][0].clone()
+        taken
+            .iter()
+            .find(|record| record["s3"]["object"]["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| {
+                let body: serde_json::Value =
+                    serde_json::from_str(&event_body(&bucket, key, "ObjectCreated:Put")).unwrap();
+                body["Records"][0].clone()
+            })
     };
     let two = serde_json::json!({"Records": [record(&a), record(&b)]}).to_string();
     env.send(&two).await;
@@ -497,14 +514,23 @@ async fn in_a_versioned_bucket_an_event_loads_the_version_it_announces() {
     let first = posts_with_ids(1..=3);
     let mut second = first.clone();
     second[0].title = "put again before the first event was handled".into();
-    let version_a = drop_file(&env, &key, json(&first), None).await.unwrap();
-    let version_b = drop_file(&env, &key, json(&second), None).await.unwrap();
+    let version_a = drop_file(&env, &key, json(&first), None)
+        .await
+        .version_id
+        .unwrap();
+    let version_b = drop_file(&env, &key, json(&second), None)
+        .await
+        .version_id
+        .unwrap();
     assert_ne!(version_a, version_b);
     wait_for_messages(&env, 2).await;
     let mut events = take_messages(&env, 2).await;
-    events.sort_by_key(|body| event_version(body) != Some(version_a.clone()));
+    events.sort_by_key(|body| event_object(body, "versionId") != Some(version_a.clone()));
     assert_eq!(
-        events.iter().map(|e| event_version(e)).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| event_object(e, "versionId"))
+            .collect::<Vec<_>>(),
         [Some(version_a), Some(version_b)],
         "each event names its version"
     );
@@ -692,4 +718,57 @@ async fn rejects_of_files_with_non_ascii_or_very_long_keys_are_written() {
             assert_eq!(raw_key_metadata, None, "too long for S3's metadata");
         }
     }
+}
+
+#[tokio::test]
+async fn without_versions_an_event_whose_file_was_put_again_is_superseded_by_the_newer_one() {
+    let env = landing_env(LANDING).await;
+    let transformer = transformer(&env).await;
+    let key = format!("{LANDING}/daily.json");
+    let first = json(&posts_with_ids(1..=3));
+    let mut changed = posts_with_ids(1..=3);
+    changed[2].title = "put again before the first event was handled".into();
+    let second = json(&changed);
+    drop_file(&env, &key, first, None).await;
+    let e_tag_b = drop_file(&env, &key, second.clone(), None)
+        .await
+        .e_tag
+        .unwrap();
+    wait_for_messages(&env, 2).await;
+    let events = take_messages(&env, 2).await;
+    let e_tag_b = e_tag_b.trim_matches('"');
+    let event_b = events
+        .iter()
+        .find(|body| event_object(body, "eTag").as_deref() == Some(e_tag_b))
+        .expect("the second put's event names its ETag");
+    assert!(
+        events
+            .iter()
+            .all(|body| event_object(body, "versionId").is_none())
+    );
+    // The first file's event first: the key already holds the second file.
+    let event_a = events.iter().find(|body| *body != event_b).unwrap();
+    env.send(event_a).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.superseded, [key.as_str()], "{report:?}");
+    assert!(report.loaded.is_empty() && report.dead_lettered.is_empty());
+    assert_eq!(env.queued_messages().await, 0, "acknowledged");
+    assert!(
+        ledger(&env).await.is_empty(),
+        "nothing loaded under A's time"
+    );
+
+    env.send(event_b).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(posts(&env).await, changed);
+    let identity = ledger_identity(&env).await;
+    assert_eq!(identity.len(), 1);
+    let (_, sha256, fetched_at, _) = &identity[0];
+    assert_eq!(sha256, &barge_core::content_digest(&second));
+    assert_eq!(
+        *fetched_at,
+        event_time(event_b),
+        "the bytes' own event's time"
+    );
 }
