@@ -1,6 +1,6 @@
 # Least privilege: every statement names its actions (no wildcard action) and the ARNs it acts
 # on. The only "*" characters in resources below are key patterns under a fixed prefix
-# (raw/*, errors/*), the log streams of one log group, and this account's log groups for
+# (raw/*, errors/*, <landing prefix>/*), the log streams of one log group, and this account's log groups for
 # logs:DescribeLogGroups (flow logs), which cannot be narrowed further.
 
 data "aws_iam_policy_document" "ec2_assume" {
@@ -159,13 +159,24 @@ data "aws_iam_policy_document" "transformer" {
   source_policy_documents = [data.aws_iam_policy_document.host_common["transformer"].json]
 
   statement {
-    sid     = "ReadBatches"
-    effect  = "Allow"
-    actions = ["s3:GetObject"]
-    resources = concat(
-      ["${aws_s3_bucket.data.arn}/${local.raw_prefix}/*"],
-      [for prefix in var.landing_prefixes : "${aws_s3_bucket.data.arn}/${prefix}/*"],
-    )
+    sid       = "ReadBatches"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.data.arn}/${local.raw_prefix}/*"]
+  }
+
+  # The data bucket is versioned, so S3's events name the version they announce, and the
+  # transformer reads that version: a GET naming a version is authorised by s3:GetObjectVersion
+  # (s3:GetObject alone answers 403, an outage that would stop every load). s3:GetObject reads
+  # the current version, for an event without a version.
+  dynamic "statement" {
+    for_each = length(var.landing_prefixes) > 0 ? [var.landing_prefixes] : []
+    content {
+      sid       = "ReadLandingFiles"
+      effect    = "Allow"
+      actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+      resources = [for prefix in statement.value : "${aws_s3_bucket.data.arn}/${prefix}/*"]
+    }
   }
 
   statement {
@@ -175,10 +186,10 @@ data "aws_iam_policy_document" "transformer" {
     resources = ["${aws_s3_bucket.data.arn}/${local.errors_prefix}/*"]
   }
 
-  # With s3:ListBucket, GetObject on a missing key answers 404 NoSuchKey, which the transformer
-  # dead-letters as a missing object; without it S3 answers 403, which reads as access trouble
-  # (an outage) and would hold the message for good. Unconditioned: a prefix condition would
-  # not apply to that check.
+  # With s3:ListBucket, GetObject on a missing key answers 404 NoSuchKey (a missing version,
+  # 404 NoSuchVersion), which the transformer dead-letters as a missing object; without it S3
+  # answers 403, which reads as access trouble (an outage) and would hold the message for good.
+  # Unconditioned: a prefix condition would not apply to that check.
   statement {
     sid       = "KnowMissingObjects"
     effect    = "Allow"

@@ -13,6 +13,14 @@ locals {
   tarball_name     = "barge-${var.release_version}-x86_64-linux.tar.gz"
   tarball_key      = var.artifacts_prefix == "" ? local.tarball_name : "${var.artifacts_prefix}/${local.tarball_name}"
   tarball_arn      = "arn:${data.aws_partition.current.partition}:s3:::${local.artifacts_bucket}/${local.tarball_key}"
+
+  # Each landing prefix's part of its lifecycle rule's and notification's IDs: readable, and
+  # unique through a digest of the prefix ("/" becoming "-" alone would make landing/posts and
+  # landing-posts one ID), cut so that an ID stays within S3's 255 characters.
+  landing_ids = {
+    for prefix in var.landing_prefixes :
+    prefix => "${substr(replace(prefix, "/", "-"), 0, 200)}-${substr(sha256(prefix), 0, 8)}"
+  }
 }
 
 resource "aws_s3_bucket" "data" {
@@ -127,7 +135,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
   dynamic "rule" {
     for_each = toset(var.landing_prefixes)
     content {
-      id     = "landing-expiry-${replace(rule.value, "/", "-")}"
+      id     = "landing-expiry-${local.landing_ids[rule.value]}"
       status = "Enabled"
 
       filter {
@@ -194,7 +202,7 @@ resource "aws_s3_bucket_notification" "data" {
   dynamic "queue" {
     for_each = toset(var.landing_prefixes)
     content {
-      id            = "landing-${replace(queue.value, "/", "-")}"
+      id            = "landing-${local.landing_ids[queue.value]}"
       queue_arn     = aws_sqs_queue.main.arn
       events        = ["s3:ObjectCreated:*"]
       filter_prefix = "${queue.value}/"

@@ -189,7 +189,7 @@ variable "landing_expiration_days" {
 }
 
 variable "landing_prefixes" {
-  description = "Landing zones: key prefixes of the data bucket (no trailing slash, e.g. \"landing/posts\") where other systems drop files for the transformer. S3 announces every object created under one on the batch queue; each must be the landing_prefix of a source in sources_toml. Empty: no landing zone."
+  description = "Landing zones: key prefixes of the data bucket (no trailing slash, e.g. \"landing/posts\") where other systems drop files for the transformer. S3 announces every object created under one on the batch queue; each must be the landing_prefix of a source in sources_toml, and every landing_prefix in sources_toml must be here. Empty: no landing zone."
   type        = list(string)
   default     = []
 
@@ -214,9 +214,17 @@ variable "landing_prefixes" {
     error_message = "landing_prefixes must not repeat or lie under one another."
   }
 
+  # Both ways: a prefix no source declares would announce files nothing loads; a source's
+  # landing_prefix missing here would get no notification and no read permission, so its files
+  # would never load. Only lines that begin with the key count (not a commented-out one).
   validation {
-    condition     = alltrue([for prefix in var.landing_prefixes : can(regex("landing_prefix\\s*=\\s*\"${replace(prefix, ".", "\\.")}/?\"", var.sources_toml))])
+    condition     = alltrue([for prefix in var.landing_prefixes : can(regex("(?m)^\\s*landing_prefix\\s*=\\s*\"${replace(prefix, ".", "\\.")}/?\"", var.sources_toml))])
     error_message = "Each of landing_prefixes must be the landing_prefix of a source in sources_toml (landing_prefix = \"<prefix>\"): S3 announces the objects, the source says where they load."
+  }
+
+  validation {
+    condition     = alltrue([for found in regexall("(?m)^\\s*landing_prefix\\s*=\\s*\"([^\"]*)\"", var.sources_toml) : contains(var.landing_prefixes, trimsuffix(found[0], "/"))])
+    error_message = "Each landing_prefix of a source in sources_toml must be in landing_prefixes (without its trailing slash): otherwise S3 announces none of its files and the transformer may not read them."
   }
 }
 

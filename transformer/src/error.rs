@@ -75,6 +75,19 @@ pub enum ProcessError {
         /// The SDK's full error chain.
         reason: String,
     },
+    /// S3 will not serve the object as it is (archived, encrypted with a key the transformer does
+    /// not have, or another refusal of this object's request): no retry can read it.
+    #[error("s3://{bucket}/{key}: S3 will not serve it: {}: {reason}", .refusal.hint())]
+    Refused {
+        /// Bucket from the message.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// Why, in S3's terms.
+        refusal: Refusal,
+        /// The SDK's full error chain.
+        reason: String,
+    },
     /// The object could not be read from S3 this time (network, throttling, 5xx, permissions).
     #[error("s3://{bucket}/{key}: cannot download: {reason}")]
     Download {
@@ -210,6 +223,7 @@ impl ProcessError {
             | Self::OutsideLandingZone { .. }
             | Self::UnknownSource { .. }
             | Self::MissingObject { .. }
+            | Self::Refused { .. }
             | Self::Checksum { .. }
             | Self::Format { .. }
             | Self::Internal { .. }
@@ -240,6 +254,7 @@ impl ProcessError {
             Self::OutsideLandingZone { .. } => "outside-landing-zone",
             Self::UnknownSource { .. } => "unknown-source",
             Self::MissingObject { .. } => "missing-object",
+            Self::Refused { refusal, .. } => refusal.kind(),
             Self::Download { .. } => "download",
             Self::Checksum { .. } => "checksum-mismatch",
             Self::Format { .. } => "unreadable-object",
@@ -364,14 +379,168 @@ pub fn database_class(err: &tokio_postgres::Error) -> FailureClass {
     }
 }
 
-/// The class of an S3 failure: throttling and server errors are retried in place (S3 is up,
-/// just busy); anything else that reached this point (unreachable, timed out, access denied,
-/// bucket gone) stops the transformer until S3 answers again.
-pub fn storage_class(status: Option<u16>) -> FailureClass {
-    match status {
-        Some(429 | 500..=599) => FailureClass::Retry,
-        _ => FailureClass::Outage(Dependency::Storage),
+/// Why S3 will not serve an object ([`ProcessError::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `InvalidObjectState`: the object is in an archive storage class.
+    Archived,
+    /// It is encrypted with a customer-provided key (SSE-C), or with a KMS key the transformer
+    /// may not use.
+    Encrypted,
+    /// Any other refusal of this object's request (a 4xx such as `InvalidArgument`, or a request
+    /// that could not even be built).
+    Other,
+}
+
+impl Refusal {
+    /// The dead-letter class ([`ProcessError::kind`]).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Archived => "archived-object",
+            Self::Encrypted => "encrypted-object",
+            Self::Other => "object-refused",
+        }
     }
+
+    /// What it means, and what to do.
+    fn hint(self) -> &'static str {
+        match self {
+            Self::Archived => {
+                "it is archived (S3 Glacier Flexible Retrieval or Deep Archive, or an archive tier \
+                 of Intelligent-Tiering); restore it, then move this message back to the queue"
+            }
+            Self::Encrypted => {
+                "it is encrypted with a key the transformer does not have (a customer-provided \
+                 SSE-C key, or a KMS key its role may not use)"
+            }
+            Self::Other => "S3 refuses this object's request",
+        }
+    }
+}
+
+/// An S3 request that failed, as far as its class depends on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Failure {
+    /// The HTTP status, if S3 answered.
+    pub status: Option<u16>,
+    /// S3's error code (`NoSuchKey`, `AccessDenied`, …), if it sent one.
+    pub code: Option<String>,
+    /// S3's error message, if it sent one.
+    pub message: Option<String>,
+    /// The request could not be built (a header value the SDK refuses…): nothing was sent.
+    pub unbuilt: bool,
+}
+
+/// 4xx codes that are the transformer's, not the object's: its role, credentials, region or
+/// bucket. Every object would fail the same way, so they are an outage.
+const TRANSFORMER_CODES: [&str; 15] = [
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "AuthorizationHeaderMalformed",
+    "InvalidAccessKeyId",
+    "InvalidBucketName",
+    "InvalidSecurity",
+    "InvalidToken",
+    "MissingSecurityHeader",
+    "NoSuchBucket",
+    "PermanentRedirect",
+    "Redirect",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+    "TemporaryRedirect",
+];
+
+/// 4xx codes a later try may not meet: tried again in place.
+const TRANSIENT_CODES: [&str; 5] = [
+    "ExpiredToken",
+    "OperationAborted",
+    "RequestTimeout",
+    "SlowDown",
+    "TokenRefreshRequired",
+];
+
+/// What a failed GetObject means for the announced object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetFailure {
+    /// No such key, or no such version: [`ProcessError::MissingObject`].
+    Missing,
+    /// `If-Match` failed: the key holds other bytes since the event.
+    Replaced,
+    /// S3 will not serve this object: [`ProcessError::Refused`].
+    Refused(Refusal),
+    /// S3 or the transformer's access to it is at fault: [`ProcessError::Download`].
+    Failed(FailureClass),
+}
+
+impl S3Failure {
+    /// The status, code and message of an SDK error.
+    pub fn of<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+        err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Self {
+        let service = err.as_service_error();
+        Self {
+            status: err.raw_response().map(|r| r.status().as_u16()),
+            code: service.and_then(|e| e.code()).map(str::to_owned),
+            message: service.and_then(|e| e.message()).map(str::to_owned),
+            unbuilt: matches!(err, aws_sdk_s3::error::SdkError::ConstructionFailure(_)),
+        }
+    }
+
+    /// The class of any S3 request's failure:
+    ///
+    /// | failure | class |
+    /// | --- | --- |
+    /// | 408, 429, 5xx, or a code of [`TRANSIENT_CODES`] (S3 busy, a token to refresh) | retry |
+    /// | a code of [`TRANSFORMER_CODES`] (access denied, credentials, region, bucket gone) | outage |
+    /// | another 401, 403 or 404, a redirect, no answer at all (unreachable, timed out) | outage |
+    /// | another 4xx (400 `InvalidArgument`, `KeyTooLongError`, 405, 416…), a request that could not be built | permanent: this request will never pass |
+    pub fn class(&self) -> FailureClass {
+        let code = self.code.as_deref().unwrap_or_default();
+        if TRANSIENT_CODES.contains(&code) || matches!(self.status, Some(408 | 429 | 500..=599)) {
+            FailureClass::Retry
+        } else if self.unbuilt {
+            FailureClass::Permanent
+        } else if TRANSFORMER_CODES.contains(&code) {
+            FailureClass::Outage(Dependency::Storage)
+        } else {
+            match self.status {
+                Some(401 | 403 | 404) => FailureClass::Outage(Dependency::Storage),
+                Some(400..=499) => FailureClass::Permanent,
+                _ => FailureClass::Outage(Dependency::Storage),
+            }
+        }
+    }
+
+    /// What a failed GetObject of an announced object means: a missing key or version, an
+    /// `If-Match` that failed, an object S3 will not serve (archived, encrypted with a key the
+    /// transformer does not have, any other 4xx of its own), or [`S3Failure::class`]. An access
+    /// denied that is not about a KMS key stays an outage: it is usually the whole role's.
+    pub fn on_get(&self) -> GetFailure {
+        let code = self.code.as_deref().unwrap_or_default();
+        let message = self.message.as_deref().unwrap_or_default();
+        let about_kms = message.to_ascii_lowercase().contains("kms");
+        // SSE-C: 400 InvalidRequest "The object was stored using a form of Server Side
+        // Encryption. The correct parameters must be provided to retrieve the object."
+        let sse_c = self.status == Some(400) && message.contains("Server Side Encryption");
+        match code {
+            "NoSuchKey" | "NoSuchVersion" => GetFailure::Missing,
+            "PreconditionFailed" => GetFailure::Replaced,
+            _ if self.status == Some(412) => GetFailure::Replaced,
+            "InvalidObjectState" => GetFailure::Refused(Refusal::Archived),
+            _ if code.starts_with("KMS.") || sse_c => GetFailure::Refused(Refusal::Encrypted),
+            "AccessDenied" if about_kms => GetFailure::Refused(Refusal::Encrypted),
+            _ => match self.class() {
+                FailureClass::Permanent => GetFailure::Refused(Refusal::Other),
+                class => GetFailure::Failed(class),
+            },
+        }
+    }
+}
+
+/// The class of an S3 failure without an answer from S3 (a body that broke off, a stall).
+pub fn storage_class() -> FailureClass {
+    S3Failure::default().class()
 }
 
 #[cfg(test)]
@@ -389,17 +558,142 @@ mod tests {
         assert_eq!(copy_line("COPY posts, line 0"), None);
     }
 
+    fn failure(status: u16, code: &str, message: &str) -> S3Failure {
+        S3Failure {
+            status: Some(status),
+            code: Some(code.to_owned()).filter(|c| !c.is_empty()),
+            message: Some(message.to_owned()),
+            unbuilt: false,
+        }
+    }
+
+    const OUTAGE: FailureClass = FailureClass::Outage(Dependency::Storage);
+
     #[test]
-    fn throttling_is_retried_and_the_rest_is_an_outage() {
-        assert_eq!(storage_class(Some(503)), FailureClass::Retry);
-        assert_eq!(storage_class(Some(429)), FailureClass::Retry);
+    fn throttling_is_retried_access_is_an_outage_and_the_requests_own_4xx_is_permanent() {
+        let cases = [
+            (503, "SlowDown", FailureClass::Retry),
+            (500, "InternalError", FailureClass::Retry),
+            (429, "", FailureClass::Retry),
+            (400, "RequestTimeout", FailureClass::Retry),
+            (400, "ExpiredToken", FailureClass::Retry),
+            (403, "AccessDenied", OUTAGE),
+            (403, "InvalidAccessKeyId", OUTAGE),
+            (403, "SignatureDoesNotMatch", OUTAGE),
+            (400, "AuthorizationHeaderMalformed", OUTAGE),
+            (404, "NoSuchBucket", OUTAGE),
+            (301, "PermanentRedirect", OUTAGE),
+            (403, "", OUTAGE),
+            (400, "KeyTooLongError", FailureClass::Permanent),
+            (400, "MetadataTooLarge", FailureClass::Permanent),
+            (400, "InvalidArgument", FailureClass::Permanent),
+            (405, "MethodNotAllowed", FailureClass::Permanent),
+        ];
+        for (status, code, class) in cases {
+            assert_eq!(failure(status, code, "").class(), class, "{status} {code}");
+        }
+        assert_eq!(S3Failure::default().class(), OUTAGE, "no answer");
+        assert_eq!(storage_class(), OUTAGE);
+        let unbuilt = S3Failure {
+            unbuilt: true,
+            ..S3Failure::default()
+        };
+        assert_eq!(unbuilt.class(), FailureClass::Permanent, "nothing was sent");
+    }
+
+    #[test]
+    fn a_get_names_missing_replaced_and_refused_objects() {
+        let missing = "The specified key does not exist.";
         assert_eq!(
-            storage_class(Some(403)),
-            FailureClass::Outage(Dependency::Storage)
+            failure(404, "NoSuchKey", missing).on_get(),
+            GetFailure::Missing
         );
         assert_eq!(
-            storage_class(None),
-            FailureClass::Outage(Dependency::Storage)
+            failure(
+                404,
+                "NoSuchVersion",
+                "The specified version does not exist."
+            )
+            .on_get(),
+            GetFailure::Missing
         );
+        assert_eq!(
+            failure(
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions"
+            )
+            .on_get(),
+            GetFailure::Replaced
+        );
+        assert_eq!(
+            failure(
+                403,
+                "InvalidObjectState",
+                "not valid for the object's storage class"
+            )
+            .on_get(),
+            GetFailure::Refused(Refusal::Archived)
+        );
+        let sse_c = "The object was stored using a form of Server Side Encryption. The correct \
+                     parameters must be provided to retrieve the object.";
+        let kms_denied = "User: arn:aws:sts::1:assumed-role/barge-transformer/i-1 is not \
+                          authorized to perform: kms:Decrypt on resource: arn:aws:kms:…";
+        for encrypted in [
+            failure(400, "InvalidRequest", sse_c),
+            failure(403, "AccessDenied", kms_denied),
+            failure(400, "KMS.DisabledException", "key is disabled"),
+            failure(400, "KMS.NotFoundException", "Invalid keyId"),
+        ] {
+            assert_eq!(
+                encrypted.on_get(),
+                GetFailure::Refused(Refusal::Encrypted),
+                "{encrypted:?}"
+            );
+        }
+        assert_eq!(
+            failure(400, "InvalidArgument", "Invalid version id specified").on_get(),
+            GetFailure::Refused(Refusal::Other)
+        );
+        assert_eq!(
+            failure(405, "MethodNotAllowed", "not allowed against this resource").on_get(),
+            GetFailure::Refused(Refusal::Other),
+            "a version that is a delete marker"
+        );
+        assert_eq!(
+            failure(403, "AccessDenied", "Access Denied").on_get(),
+            GetFailure::Failed(OUTAGE),
+            "the role's access: every object fails alike"
+        );
+        assert_eq!(
+            failure(404, "NoSuchBucket", "").on_get(),
+            GetFailure::Failed(OUTAGE)
+        );
+        assert_eq!(
+            failure(503, "SlowDown", "").on_get(),
+            GetFailure::Failed(FailureClass::Retry)
+        );
+        assert_eq!(S3Failure::default().on_get(), GetFailure::Failed(OUTAGE));
+    }
+
+    #[test]
+    fn refusals_have_kinds_and_say_what_to_do() {
+        let refused = |refusal| ProcessError::Refused {
+            bucket: "b".into(),
+            key: "landing/posts/a.json".into(),
+            refusal,
+            reason: "service error".into(),
+        };
+        let archived = refused(Refusal::Archived);
+        assert_eq!(archived.kind(), "archived-object");
+        assert_eq!(archived.class(), FailureClass::Permanent);
+        assert_eq!(
+            archived.to_string(),
+            "s3://b/landing/posts/a.json: S3 will not serve it: it is archived (S3 Glacier \
+             Flexible Retrieval or Deep Archive, or an archive tier of Intelligent-Tiering); \
+             restore it, then move this message back to the queue: service error"
+        );
+        assert_eq!(refused(Refusal::Encrypted).kind(), "encrypted-object");
+        assert_eq!(refused(Refusal::Other).kind(), "object-refused");
     }
 }

@@ -41,7 +41,7 @@ mod schema;
 
 use database::{Database, Sessions};
 use dead_letter::{DeadLetterError, DeadLetters};
-pub use error::{Dependency, FailureClass, ProcessError};
+pub use error::{Dependency, FailureClass, ProcessError, Refusal};
 use futures_util::StreamExt;
 use ledger::{LedgerEntry, LoadCounts};
 use load::Announced;
@@ -114,6 +114,10 @@ pub struct Report {
     pub duplicates: Vec<String>,
     /// S3 test events, and folder markers in a landing zone, acknowledged.
     pub ignored: usize,
+    /// Keys of landing objects put again before their event was handled (in a bucket without
+    /// versions: the key no longer has the event's ETag). The event is acknowledged without
+    /// loading anything: the newer bytes are the newer event's to load.
+    pub superseded: Vec<String>,
     /// Messages moved to the dead-letter queue, with their reasons.
     pub dead_lettered: Vec<Failed>,
     /// Messages that kept failing transiently and were left for a later receive.
@@ -149,6 +153,7 @@ enum Done {
     Loaded(Loaded),
     Duplicate(String),
     Ignored,
+    Superseded(String),
 }
 
 impl Report {
@@ -163,6 +168,7 @@ impl Report {
                 Done::Loaded(loaded) => self.loaded.push(loaded),
                 Done::Duplicate(key) => self.duplicates.push(key),
                 Done::Ignored => self.ignored += 1,
+                Done::Superseded(key) => self.superseded.push(key),
             }
         }
         match outcome {
@@ -177,6 +183,7 @@ impl Report {
         self.loaded.extend(other.loaded);
         self.duplicates.extend(other.duplicates);
         self.ignored += other.ignored;
+        self.superseded.extend(other.superseded);
         self.dead_lettered.extend(other.dead_lettered);
         self.retry_later.extend(other.retry_later);
         self.released += other.released;
@@ -681,7 +688,14 @@ impl Transformer {
             tracing::info!("already loaded; duplicate message deleted");
             return Ok(Done::Duplicate(key.to_owned()));
         }
-        let opened = load::open(&self.aws, announced).await?;
+        let Some(opened) = load::open(&self.aws, announced).await? else {
+            tracing::info!(
+                if_match = announced.if_match.as_deref(),
+                "the key holds other bytes than this event's (put again since): acknowledged \
+                 without loading; the newer event loads them"
+            );
+            return Ok(Done::Superseded(key.to_owned()));
+        };
         let mut pipeline = load::Pipeline::start(
             opened,
             announced,
@@ -822,21 +836,21 @@ async fn write_rejects(
         .build()
         .await
         .map_err(|err| failed(barge_core::error_chain(&err), FailureClass::Retry))?;
-    aws.s3
+    let mut put = aws
+        .s3
         .put_object()
         .bucket(&storage.bucket)
         .key(&rejects_key)
         .content_type("application/x-ndjson")
         .metadata("source", &announced.source)
-        .metadata("raw-key", &announced.key)
-        .metadata("record-count", count.to_string())
-        .body(body)
-        .send()
-        .await
-        .map_err(|err| {
-            let status = err.raw_response().map(|r| r.status().as_u16());
-            failed(barge_core::error_chain(&err), error::storage_class(status))
-        })?;
+        .metadata("record-count", count.to_string());
+    if let Some(raw_key) = rejects::raw_key_metadata(&announced.key) {
+        put = put.metadata("raw-key", raw_key);
+    }
+    put.body(body).send().await.map_err(|err| {
+        let class = error::S3Failure::of(&err).class();
+        failed(barge_core::error_chain(&err), class)
+    })?;
     tracing::warn!(
         rejected = count,
         rejects_key = %rejects_key,

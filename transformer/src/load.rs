@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::copy::CopyEncoder;
-use crate::error::{self, ProcessError};
+use crate::error::{self, FailureClass, GetFailure, ProcessError};
 use crate::record::{RecordMapper, pg_type};
 use crate::rejects::Rejects;
 
@@ -45,9 +45,13 @@ pub struct Announced {
     pub key: String,
     /// The version to read, when the announcement names one (S3 events in a versioned bucket).
     pub version_id: Option<String>,
+    /// The ETag the object must still have (`If-Match`), quoted: an S3 event's, when it names no
+    /// version. Other bytes put under the key since are not this event's to load.
+    pub if_match: Option<String>,
     /// The source it belongs to.
     pub source: String,
-    /// When it was fetched (a batch) or created (a landing object): the rows' `barge_fetched_at`.
+    /// When it was fetched (a batch), or the time of the S3 event that reports it (a landing
+    /// object): the rows' `barge_fetched_at`.
     pub fetched_at: DateTime<Utc>,
     /// The SHA-256 its bytes must have (a batch's message says); none for a landing object,
     /// whose identity is the digest of whatever it holds.
@@ -61,6 +65,7 @@ impl Announced {
             bucket: batch.bucket.clone(),
             key: batch.key.clone(),
             version_id: None,
+            if_match: None,
             source: batch.source.clone(),
             fetched_at: batch.fetched_at,
             sha256: Some(batch.sha256.clone()),
@@ -73,6 +78,11 @@ impl Announced {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
             version_id: object.version_id.clone(),
+            if_match: object
+                .e_tag
+                .as_ref()
+                .filter(|_| object.version_id.is_none())
+                .map(|e_tag| format!("\"{}\"", e_tag.trim_matches('"'))),
             source: source.name.clone(),
             fetched_at: object.event_time,
             sha256: None,
@@ -87,35 +97,52 @@ pub struct Opened {
     layout: RecordLayout,
 }
 
-/// Requests the object (the announced version, if any). A missing object is permanent; anything
-/// else may pass.
+/// Requests the object (the announced version, if any, or the announced ETag); `None` when the
+/// key holds other bytes than the ETag's (put again since the event). A missing key or version,
+/// or an object S3 will not serve (archived, encrypted with a key the transformer lacks, another
+/// 4xx of its own) is permanent; anything else may pass ([`error::S3Failure::on_get`]).
 pub async fn open(
     aws: &barge_core::aws::AwsClients,
     announced: &Announced,
-) -> Result<Opened, ProcessError> {
+) -> Result<Option<Opened>, ProcessError> {
     let (bucket, key) = (announced.bucket.clone(), announced.key.clone());
     let request = aws
         .s3
         .get_object()
         .bucket(&bucket)
         .key(&key)
-        .set_version_id(announced.version_id.clone());
+        .set_version_id(announced.version_id.clone())
+        .set_if_match(announced.if_match.clone());
     let object = match request.send().await {
         Ok(object) => object,
         Err(err) => {
             let reason = barge_core::error_chain(&err);
-            if err.as_service_error().is_some_and(|e| e.is_no_such_key()) {
-                return Err(ProcessError::MissingObject {
+            return Err(match error::S3Failure::of(&err).on_get() {
+                GetFailure::Replaced if announced.if_match.is_some() => return Ok(None),
+                GetFailure::Missing => ProcessError::MissingObject {
                     bucket,
                     key,
                     reason,
-                });
-            }
-            return Err(ProcessError::Download {
-                bucket,
-                key,
-                reason,
-                class: error::storage_class(err.raw_response().map(|r| r.status().as_u16())),
+                },
+                GetFailure::Refused(refusal) => ProcessError::Refused {
+                    bucket,
+                    key,
+                    refusal,
+                    reason,
+                },
+                // No precondition was sent: S3 answering 412 is S3's fault.
+                GetFailure::Replaced => ProcessError::Download {
+                    bucket,
+                    key,
+                    reason,
+                    class: FailureClass::Outage(error::Dependency::Storage),
+                },
+                GetFailure::Failed(class) => ProcessError::Download {
+                    bucket,
+                    key,
+                    reason,
+                    class,
+                },
             });
         }
     };
@@ -123,11 +150,11 @@ pub async fn open(
         .content_encoding()
         .is_some_and(|encoding| encoding.to_ascii_lowercase().contains("gzip"))
         || key.ends_with(".gz");
-    Ok(Opened {
+    Ok(Some(Opened {
         layout: RecordLayout::of(&key, object.content_type()),
         gzip,
         body: object.body,
-    })
+    }))
 }
 
 /// The object's bytes as they arrived, hashed.
@@ -303,7 +330,7 @@ async fn download(
             bucket: bucket.clone(),
             key: key.clone(),
             reason,
-            class: error::storage_class(None),
+            class: error::storage_class(),
         })?;
         hasher.update(&chunk);
         // A reader that stopped no longer needs the bytes; the digest still does.
@@ -529,6 +556,36 @@ mod tests {
             ));
         }
         records
+    }
+
+    #[test]
+    fn a_landing_object_without_a_version_must_keep_the_events_etag() {
+        let source = Source::jsonplaceholder_posts();
+        let object = |version_id: Option<&str>, e_tag: Option<&str>| crate::notice::CreatedObject {
+            event_name: "ObjectCreated:Put".into(),
+            event_time: "2026-11-25T10:11:12Z".parse().unwrap(),
+            bucket: "b".into(),
+            key: "landing/posts/a.json".into(),
+            size: Some(2),
+            version_id: version_id.map(str::to_owned),
+            e_tag: e_tag.map(str::to_owned),
+        };
+        let if_match =
+            |version_id, e_tag| Announced::landing(&object(version_id, e_tag), &source).if_match;
+        assert_eq!(
+            if_match(None, Some("0123abcd")).as_deref(),
+            Some("\"0123abcd\"")
+        );
+        assert_eq!(
+            if_match(None, Some("\"0123abcd-2\"")).as_deref(),
+            Some("\"0123abcd-2\"")
+        );
+        assert_eq!(
+            if_match(Some("v1"), Some("0123abcd")),
+            None,
+            "the version says"
+        );
+        assert_eq!(if_match(None, None), None);
     }
 
     /// Runs the reader over `object` split into chunks of `size`; returns the COPY data.

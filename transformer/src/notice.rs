@@ -30,7 +30,8 @@ pub enum Notice {
 pub struct CreatedObject {
     /// The event, e.g. `ObjectCreated:Put`.
     pub event_name: String,
-    /// When S3 finished creating the object: the object's `fetched_at`.
+    /// The event's `eventTime`, when S3 finished the request that created the object: the
+    /// object's `fetched_at`.
     pub event_time: DateTime<Utc>,
     /// Its bucket.
     pub bucket: String,
@@ -41,6 +42,9 @@ pub struct CreatedObject {
     /// Its version, in a versioned bucket: the one the event is about, whatever was written
     /// under the key since.
     pub version_id: Option<String>,
+    /// Its ETag, as the event writes it (without quotes): in a bucket without versions, what
+    /// tells the bytes the event is about from bytes put under the key since.
+    pub e_tag: Option<String>,
 }
 
 impl CreatedObject {
@@ -132,6 +136,7 @@ struct EventObject {
     key: String,
     size: Option<u64>,
     version_id: Option<String>,
+    e_tag: Option<String>,
 }
 
 impl Notice {
@@ -204,6 +209,7 @@ fn parse_event(body: &str) -> Result<Vec<CreatedObject>, NoticeError> {
                 key,
                 size: object.size,
                 version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
+                e_tag: object.e_tag.filter(|e| !e.trim_matches('"').is_empty()),
             })
         })
         .collect()
@@ -295,6 +301,7 @@ mod tests {
                 key: "landing/posts/2026 11/café + déjà.ndjson".into(),
                 size: Some(42),
                 version_id: None,
+                e_tag: Some("0123abcd".into()),
             }])
         );
     }
@@ -333,6 +340,20 @@ mod tests {
     }
 
     #[test]
+    fn an_events_etag_is_kept_and_an_empty_one_is_none() {
+        let objects = |body: &str| match Notice::parse(body).unwrap() {
+            Notice::S3Objects(objects) => objects,
+            other => panic!("not objects: {other:?}"),
+        };
+        let body = event(&record("ObjectCreated:Put", "b", "landing/a.json"));
+        assert_eq!(objects(&body)[0].e_tag.as_deref(), Some("0123abcd"));
+        let empty = body.replace(r#""eTag":"0123abcd""#, r#""eTag":"""#);
+        assert_eq!(objects(&empty)[0].e_tag, None);
+        let none = body.replace(r#""eTag":"0123abcd","#, "");
+        assert_eq!(objects(&none)[0].e_tag, None);
+    }
+
+    #[test]
     fn only_an_empty_key_ending_in_a_slash_is_a_folder_marker() {
         let object = |key: &str, size| CreatedObject {
             event_name: "ObjectCreated:Put".into(),
@@ -341,6 +362,7 @@ mod tests {
             key: key.into(),
             size,
             version_id: None,
+            e_tag: None,
         };
         assert!(object("landing/posts/new folder/", Some(0)).is_folder_marker());
         assert!(!object("landing/posts/new folder/", Some(2)).is_folder_marker());

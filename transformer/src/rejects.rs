@@ -6,8 +6,8 @@
 //! ```
 //!
 //! `field` and `column` are `null` when the record as a whole is at fault. The object's key is a
-//! function of the raw object's key and digest, so a retried load rewrites the same object with
-//! the same lines instead of leaving a second copy.
+//! function of the raw object's key and digest ([`rejects_key`]), so a retried load rewrites the
+//! same object with the same lines instead of leaving a second copy.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
@@ -98,13 +98,52 @@ struct Line<'a> {
     record_text: Option<&'a str>,
 }
 
-/// Where the rejects of raw object `key` with digest `sha256` are written.
+/// S3's longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Where the rejects of raw object `key` with digest `sha256` are written:
+/// `<errors prefix>/<key>.<16 hex of sha256>.rejects.ndjson`. When that would be longer than S3
+/// allows, the key is cut (at a character boundary) to fit, followed by `~` and 16 hex of the
+/// SHA-256 of the whole key, so that long keys sharing their start still have rejects of their
+/// own.
 pub fn rejects_key(errors_prefix: &str, key: &str, sha256: &str) -> String {
     let digest = sha256.get(..16).unwrap_or(sha256);
-    format!(
-        "{}/{key}.{digest}.rejects.ndjson",
-        errors_prefix.trim_end_matches('/')
-    )
+    let prefix = errors_prefix.trim_end_matches('/');
+    let whole = format!("{prefix}/{key}.{digest}.rejects.ndjson");
+    if whole.len() <= MAX_KEY_BYTES {
+        return whole;
+    }
+    let key_digest = barge_core::content_digest(key.as_bytes());
+    let suffix = format!("~{}.{digest}.rejects.ndjson", &key_digest[..16]);
+    let room = MAX_KEY_BYTES
+        .saturating_sub(prefix.len() + 1 + suffix.len())
+        .min(key.len());
+    let cut = (0..=room)
+        .rev()
+        .find(|&at| key.is_char_boundary(at))
+        .unwrap_or_default();
+    format!("{prefix}/{}{suffix}", &key[..cut])
+}
+
+/// What S3 user metadata may hold, besides letters and digits: RFC 3986's other unreserved
+/// characters, and `/`. Everything else of a key is percent-encoded.
+const METADATA_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The longest `raw-key` metadata value written (S3 allows 2 KB of user metadata in all).
+pub const MAX_RAW_KEY_METADATA: usize = 1024;
+
+/// The rejects object's `raw-key` metadata: the raw object's key percent-encoded as UTF-8 (S3
+/// user metadata must be US-ASCII: AWS refuses anything else with 403 SignatureDoesNotMatch),
+/// so that `landing/posts/café.json` is `landing/posts/caf%C3%A9.json`. `None` when longer than
+/// [`MAX_RAW_KEY_METADATA`]: the rejects key and the ledger name the raw object anyway.
+pub fn raw_key_metadata(key: &str) -> Option<String> {
+    let encoded = percent_encoding::utf8_percent_encode(key, METADATA_ESCAPED).to_string();
+    (encoded.len() <= MAX_RAW_KEY_METADATA).then_some(encoded)
 }
 
 /// Appends the NDJSON line of record `text` rejected for `error` to `out`.
@@ -236,5 +275,69 @@ mod tests {
             rejects_key("errors/", "raw/posts/2026/11/24/x.json", &"ab".repeat(32)),
             "errors/raw/posts/2026/11/24/x.json.abababababababab.rejects.ndjson"
         );
+    }
+
+    #[test]
+    fn keys_too_long_for_s3_are_cut_and_told_apart_by_a_digest() {
+        let sha256 = "ab".repeat(32);
+        // Fits exactly: unchanged.
+        let fits = format!("landing/{}", "k".repeat(MAX_KEY_BYTES - 47));
+        let key = rejects_key("errors", &fits, &sha256);
+        assert_eq!(key.len(), MAX_KEY_BYTES);
+        assert_eq!(
+            key,
+            format!("errors/{fits}.abababababababab.rejects.ndjson")
+        );
+        // One byte more, or S3's longest key with multi-byte characters at the cut: cut to fit.
+        let longer = format!("{fits}k");
+        let accented = format!("landing/{}", "é".repeat(508));
+        assert_eq!(accented.len(), MAX_KEY_BYTES);
+        for raw in [&longer, &accented] {
+            let key = rejects_key("errors/", raw, &sha256);
+            assert!(key.len() <= MAX_KEY_BYTES, "{}", key.len());
+            assert!(key.len() >= MAX_KEY_BYTES - 1, "as much of the key as fits");
+            let digest = &barge_core::content_digest(raw.as_bytes())[..16];
+            let suffix = format!("~{digest}.abababababababab.rejects.ndjson");
+            assert!(key.ends_with(&suffix), "{key}");
+            let kept = &key["errors/".len()..key.len() - suffix.len()];
+            assert!(raw.starts_with(kept), "{kept}");
+        }
+        // Two long keys that differ only past the cut: two rejects objects.
+        let other = format!("{fits}x");
+        assert_ne!(
+            rejects_key("errors", &longer, &sha256),
+            rejects_key("errors", &other, &sha256)
+        );
+        assert_eq!(
+            rejects_key("errors", &longer, &sha256),
+            rejects_key("errors", &longer, &sha256),
+            "a retried load rewrites the same object"
+        );
+    }
+
+    #[test]
+    fn the_raw_key_metadata_is_ascii() {
+        assert_eq!(
+            raw_key_metadata("landing/posts/café + déjà vu~_.json").unwrap(),
+            "landing/posts/caf%C3%A9%20%2B%20d%C3%A9j%C3%A0%20vu~_.json"
+        );
+        assert_eq!(
+            raw_key_metadata("raw/posts/2026/11/24/0-a.json.gz").unwrap(),
+            "raw/posts/2026/11/24/0-a.json.gz"
+        );
+        assert_eq!(raw_key_metadata("100%").unwrap(), "100%25");
+        let decoded = |encoded: &str| {
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        };
+        let key = "landing/日本/ü €🚀?#&=.json";
+        let encoded = raw_key_metadata(key).unwrap();
+        assert!(encoded.is_ascii(), "{encoded}");
+        assert_eq!(decoded(&encoded), key);
+        // 342 × 3 bytes, each encoded as 9: over the limit, left out.
+        assert_eq!(raw_key_metadata(&"日".repeat(342)), None);
+        assert!(raw_key_metadata(&"日".repeat(113)).is_some());
     }
 }

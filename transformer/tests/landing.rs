@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
 use barge_localenv::{TestEnv, eventually, spawn_sample_api};
 use barge_sample_api::Post;
 use chrono::{DateTime, Utc};
@@ -45,8 +46,14 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// Puts `body` under `key` of the test's bucket, as another system would.
-async fn drop_file(env: &TestEnv, key: &str, body: Vec<u8>, content_encoding: Option<&str>) {
+/// Puts `body` under `key` of the test's bucket, as another system would; returns S3's answer
+/// (the ETag, and the version it made in a versioned bucket).
+async fn drop_file(
+    env: &TestEnv,
+    key: &str,
+    body: Vec<u8>,
+    content_encoding: Option<&str>,
+) -> PutObjectOutput {
     env.aws
         .s3
         .put_object()
@@ -56,7 +63,42 @@ async fn drop_file(env: &TestEnv, key: &str, body: Vec<u8>, content_encoding: Op
         .body(body.into())
         .send()
         .await
+        .unwrap()
+}
+
+/// Turns versioning on for the test's bucket, as Terraform's data bucket has it.
+async fn enable_versioning(env: &TestEnv) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    env.aws
+        .s3
+        .put_bucket_versioning()
+        .bucket(&env.settings.storage.bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
         .unwrap();
+}
+
+/// Field `field` of the object an S3 event's first record names (`versionId`, `eTag`).
+fn event_object(body: &str, field: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    event["Records"][0]["s3"]["object"][field]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The `eventTime` of an S3 event's first record.
+fn event_time(body: &str) -> DateTime<Utc> {
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    event["Records"][0]["eventTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Waits until at least `count` messages are on the test's queue (S3 sends its events on its
@@ -121,6 +163,23 @@ fn event_body(bucket: &str, encoded_key: &str, event_name: &str) -> String {
         }
     }]})
     .to_string()
+}
+
+/// `(barge-error-class, barge-error)` of every dead-lettered message, sorted.
+async fn dead_letter_reasons(env: &TestEnv) -> Vec<(String, String)> {
+    let mut letters: Vec<(String, String)> = env
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|letter| {
+            (
+                letter.attributes["barge-error-class"].clone(),
+                letter.attributes["barge-error"].clone(),
+            )
+        })
+        .collect();
+    letters.sort();
+    letters
 }
 
 /// `(key, sha256, fetched_at, message_id)` of every ledger row, by key.
@@ -256,16 +315,11 @@ async fn the_same_event_twice_loads_once_and_new_bytes_under_the_key_are_a_new_o
 
     assert_eq!(report.loaded.len(), 1, "{report:?}");
     assert_eq!(report.duplicates, [key.as_str()], "{report:?}");
-    let event_time: DateTime<Utc> =
-        serde_json::from_str::<serde_json::Value>(&event).unwrap()["Records"][0]["eventTime"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
     let identity = ledger_identity(&env).await;
     assert_eq!(identity.len(), 1);
     assert_eq!(
-        identity[0].2, event_time,
+        identity[0].2,
+        event_time(&event),
         "fetched_at is the event's eventTime"
     );
 
@@ -320,18 +374,7 @@ async fn objects_outside_every_landing_prefix_and_other_events_are_dead_lettered
 
     assert!(report.loaded.is_empty(), "{report:?}");
     assert_eq!(report.dead_lettered.len(), 4, "{report:?}");
-    let mut letters: Vec<(String, String)> = env
-        .dead_letters()
-        .await
-        .into_iter()
-        .map(|letter| {
-            (
-                letter.attributes["barge-error-class"].clone(),
-                letter.attributes["barge-error"].clone(),
-            )
-        })
-        .collect();
-    letters.sort();
+    let letters = dead_letter_reasons(&env).await;
     let zone = format!(
         "not in a landing zone: S3 events are loaded only for objects of bucket {bucket} under \
          a source's landing_prefix (landing prefixes: landing/posts/ of source \"posts\")"
@@ -383,11 +426,23 @@ async fn every_record_of_an_event_loads_before_the_message_goes() {
     drop_file(&env, &a, json(&posts_with_ids(1..=3)), None).await;
     drop_file(&env, &b, ndjson(&posts_with_ids(4..=6)), None).await;
     wait_for_messages(&env, 2).await;
-    take_messages(&env, 2).await;
+    // Each file's own record (with its ETag, which the transformer reads the file If-Match);
+    // a made-up one for a file that is not there.
+    let taken: Vec<serde_json::Value> = take_messages(&env, 2)
+        .await
+        .iter()
+        .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap()["Records"][0].clone())
+        .collect();
     let record = |key: &str| {
-        let body: serde_json::Value =
-            serde_json::from_str(&event_body(&bucket, key, "ObjectCreated:Put")).unwrap();
-        body["Records"][0].clone()
+        taken
+            .iter()
+            .find(|record| record["s3"]["object"]["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| {
+                let body: serde_json::Value =
+                    serde_json::from_str(&event_body(&bucket, key, "ObjectCreated:Put")).unwrap();
+                body["Records"][0].clone()
+            })
     };
     let two = serde_json::json!({"Records": [record(&a), record(&b)]}).to_string();
     env.send(&two).await;
@@ -447,5 +502,273 @@ async fn importer_batches_and_landing_files_share_the_queue_and_the_table() {
             .iter()
             .any(|key| key.starts_with("errors/")),
         "nothing rejected"
+    );
+}
+
+#[tokio::test]
+async fn in_a_versioned_bucket_an_event_loads_the_version_it_announces() {
+    let env = landing_env(LANDING).await;
+    enable_versioning(&env).await;
+    let transformer = transformer(&env).await;
+    let key = format!("{LANDING}/daily.json");
+    let first = posts_with_ids(1..=3);
+    let mut second = first.clone();
+    second[0].title = "put again before the first event was handled".into();
+    let version_a = drop_file(&env, &key, json(&first), None)
+        .await
+        .version_id
+        .unwrap();
+    let version_b = drop_file(&env, &key, json(&second), None)
+        .await
+        .version_id
+        .unwrap();
+    assert_ne!(version_a, version_b);
+    wait_for_messages(&env, 2).await;
+    let mut events = take_messages(&env, 2).await;
+    events.sort_by_key(|body| event_object(body, "versionId") != Some(version_a.clone()));
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| event_object(e, "versionId"))
+            .collect::<Vec<_>>(),
+        [Some(version_a), Some(version_b)],
+        "each event names its version"
+    );
+
+    // A's event, though the key now holds B: A's rows.
+    env.send(&events[0]).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(posts(&env).await, first, "the version the event announced");
+    let digests: Vec<String> = ledger_identity(&env)
+        .await
+        .into_iter()
+        .map(|(_, sha256, _, _)| sha256)
+        .collect();
+    assert_eq!(digests, [barge_core::content_digest(&json(&first))]);
+
+    // Then B's: B's rows.
+    env.send(&events[1]).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(posts(&env).await, second);
+
+    // A file deleted before its event is handled: its version is still there, and loads.
+    let deleted = format!("{LANDING}/deleted.json");
+    drop_file(&env, &deleted, json(&posts_with_ids(4..=5)), None).await;
+    env.aws
+        .s3
+        .delete_object()
+        .bucket(&env.settings.storage.bucket)
+        .key(&deleted)
+        .send()
+        .await
+        .unwrap();
+    let report = drain_cleanly(&env, &transformer, 1).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.loaded[0].key, deleted);
+    assert_eq!(posts(&env).await.len(), 5);
+}
+
+#[tokio::test]
+async fn files_s3_will_not_serve_are_dead_lettered_with_the_reason_and_the_others_load() {
+    use aws_sdk_s3::types::StorageClass;
+    let env = landing_env(LANDING).await;
+    enable_versioning(&env).await;
+    let transformer = transformer(&env).await;
+    let bucket = env.settings.storage.bucket.clone();
+    let put = |key: &str| {
+        env.aws
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("{LANDING}/{key}"))
+            .body(json(&posts_with_ids(1..=2)).into())
+    };
+    // Archived: S3 answers 403 InvalidObjectState until it is restored.
+    put("archived.json")
+        .storage_class(StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+    // Encrypted with a key of the producer's own (SSE-C): 400 InvalidRequest without it.
+    put("sse-c.json")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .sse_customer_key_md5("hRasmdxgYDKV3nvbahU1MA==")
+        .send()
+        .await
+        .unwrap();
+    let fine = format!("{LANDING}/fine.json");
+    drop_file(&env, &fine, json(&posts_with_ids(3..=4)), None).await;
+    wait_for_messages(&env, 3).await;
+    // A version that does not exist (expired since, say): 404 NoSuchVersion.
+    let no_version = serde_json::to_string(&{
+        let mut event: serde_json::Value = serde_json::from_str(&event_body(
+            &bucket,
+            &format!("{LANDING}/fine.json"),
+            "ObjectCreated:Put",
+        ))
+        .unwrap();
+        event["Records"][0]["s3"]["object"]["versionId"] =
+            "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".into();
+        event
+    })
+    .unwrap();
+    env.send(&no_version).await;
+
+    let report = transformer.drain().await.unwrap();
+
+    assert!(report.retry_later.is_empty(), "no outage: {report:?}");
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.loaded[0].key, fine);
+    assert_eq!(posts(&env).await, posts_with_ids(3..=4));
+    let letters = dead_letter_reasons(&env).await;
+    let kinds: Vec<&str> = letters.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["archived-object", "encrypted-object", "missing-object"],
+        "{letters:#?}"
+    );
+    assert!(
+        letters[0].1.starts_with(&format!(
+            "s3://{bucket}/{LANDING}/archived.json: S3 will not serve it: it is archived"
+        )),
+        "{}",
+        letters[0].1
+    );
+    assert!(
+        letters[0].1.contains("InvalidObjectState"),
+        "{}",
+        letters[0].1
+    );
+    assert!(
+        letters[1].1.contains("a customer-provided SSE-C key"),
+        "{}",
+        letters[1].1
+    );
+    assert!(letters[2].1.contains("NoSuchVersion"), "{}", letters[2].1);
+}
+
+#[tokio::test]
+async fn rejects_of_files_with_non_ascii_or_very_long_keys_are_written() {
+    let env = landing_env(LANDING).await;
+    let transformer = transformer(&env).await;
+    let bucket = env.settings.storage.bucket.clone();
+    // Nine good records and one whose userId is not a number.
+    let body = |first: i64| {
+        let mut records: Vec<serde_json::Value> = posts_with_ids(first..=first + 9)
+            .iter()
+            .map(|post| serde_json::to_value(post).unwrap())
+            .collect();
+        records[4]["userId"] = "one".into();
+        serde_json::to_vec(&records).unwrap()
+    };
+    let accented = format!("{LANDING}/café déjà vu.json");
+    // S3's longest key: its rejects key would be longer than S3 allows.
+    let long = format!("{LANDING}/{}", "ü".repeat(505));
+    assert_eq!(long.len(), transformer::rejects::MAX_KEY_BYTES);
+    drop_file(&env, &accented, body(1), None).await;
+    drop_file(&env, &long, body(11), None).await;
+
+    let report = drain_cleanly(&env, &transformer, 2).await;
+
+    assert!(report.retry_later.is_empty(), "{report:?}");
+    assert_eq!(report.loaded.len(), 2, "{report:?}");
+    assert_eq!(posts(&env).await.len(), 18, "the good records of both");
+    for raw_key in [&accented, &long] {
+        let loaded = report.loaded.iter().find(|l| &l.key == raw_key).unwrap();
+        assert_eq!((loaded.records_loaded, loaded.records_rejected), (9, 1));
+        let url = loaded.rejects_url.as_deref().unwrap();
+        let rejects_key = url
+            .strip_prefix(&format!("s3://{bucket}/"))
+            .unwrap()
+            .to_owned();
+        assert!(rejects_key.len() <= transformer::rejects::MAX_KEY_BYTES);
+        let lines = String::from_utf8(env.object(&rejects_key).await).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        assert!(lines.contains(r#""userId":"one""#), "{lines}");
+        let head = env
+            .aws
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key(&rejects_key)
+            .send()
+            .await
+            .unwrap();
+        let metadata = head.metadata().unwrap();
+        assert_eq!(metadata["record-count"], "1");
+        let raw_key_metadata = metadata.get("raw-key").map(String::as_str);
+        if raw_key == &accented {
+            assert_eq!(
+                rejects_key,
+                format!(
+                    "errors/{accented}.{}.rejects.ndjson",
+                    &barge_core::content_digest(&body(1))[..16]
+                )
+            );
+            assert_eq!(
+                raw_key_metadata,
+                Some("landing/posts/caf%C3%A9%20d%C3%A9j%C3%A0%20vu.json"),
+                "percent-encoded: S3 metadata is US-ASCII"
+            );
+        } else {
+            assert!(rejects_key.contains('~'), "cut, with the key's digest");
+            assert_eq!(raw_key_metadata, None, "too long for S3's metadata");
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_versions_an_event_whose_file_was_put_again_is_superseded_by_the_newer_one() {
+    let env = landing_env(LANDING).await;
+    let transformer = transformer(&env).await;
+    let key = format!("{LANDING}/daily.json");
+    let first = json(&posts_with_ids(1..=3));
+    let mut changed = posts_with_ids(1..=3);
+    changed[2].title = "put again before the first event was handled".into();
+    let second = json(&changed);
+    drop_file(&env, &key, first, None).await;
+    let e_tag_b = drop_file(&env, &key, second.clone(), None)
+        .await
+        .e_tag
+        .unwrap();
+    wait_for_messages(&env, 2).await;
+    let events = take_messages(&env, 2).await;
+    let e_tag_b = e_tag_b.trim_matches('"');
+    let event_b = events
+        .iter()
+        .find(|body| event_object(body, "eTag").as_deref() == Some(e_tag_b))
+        .expect("the second put's event names its ETag");
+    assert!(
+        events
+            .iter()
+            .all(|body| event_object(body, "versionId").is_none())
+    );
+    // The first file's event first: the key already holds the second file.
+    let event_a = events.iter().find(|body| *body != event_b).unwrap();
+    env.send(event_a).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.superseded, [key.as_str()], "{report:?}");
+    assert!(report.loaded.is_empty() && report.dead_lettered.is_empty());
+    assert_eq!(env.queued_messages().await, 0, "acknowledged");
+    assert!(
+        ledger(&env).await.is_empty(),
+        "nothing loaded under A's time"
+    );
+
+    env.send(event_b).await;
+    let report = transformer.drain().await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(posts(&env).await, changed);
+    let identity = ledger_identity(&env).await;
+    assert_eq!(identity.len(), 1);
+    let (_, sha256, fetched_at, _) = &identity[0];
+    assert_eq!(sha256, &barge_core::content_digest(&second));
+    assert_eq!(
+        *fetched_at,
+        event_time(event_b),
+        "the bytes' own event's time"
     );
 }

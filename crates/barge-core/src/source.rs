@@ -248,10 +248,18 @@ impl Source {
             }
             _ => {}
         }
-        if let Some(prefix) = &self.landing_prefix
-            && prefix.trim_matches('/').is_empty()
-        {
-            return Err(invalid("landing_prefix is empty".into()));
+        if let Some(prefix) = &self.landing_prefix {
+            if prefix.trim_matches('/').is_empty() {
+                return Err(invalid("landing_prefix is empty".into()));
+            }
+            // S3 keys have no leading slash: such a prefix would never match an event's key.
+            if prefix.starts_with('/') {
+                return Err(invalid(format!(
+                    "landing_prefix {prefix:?} starts with \"/\": S3 keys do not, so it would \
+                     match no file (write {:?})",
+                    prefix.trim_start_matches('/')
+                )));
+            }
         }
         if self.interval.is_zero() {
             return Err(invalid("interval must be greater than zero".into()));
@@ -476,6 +484,13 @@ mod tests {
         let mut landing_only = Source::jsonplaceholder_posts();
         (landing_only.url, landing_only.landing_prefix) = (None, Some("landing/posts".into()));
         landing_only.validate().unwrap();
+        assert!(
+            problem(|s| s.landing_prefix = Some("/landing/posts".into())).contains(
+                "landing_prefix \"/landing/posts\" starts with \"/\": S3 keys do not, so it \
+                 would match no file (write \"landing/posts\")"
+            )
+        );
+        assert!(problem(|s| s.landing_prefix = Some("/".into())).contains("is empty"));
     }
 
     #[test]
