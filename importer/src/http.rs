@@ -39,16 +39,21 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// one a week.
 const MAX_SPACING: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The importer's HTTP client, shared by every source: `http.timeout` to connect and between
-/// two reads of an answer (never on the whole body, which may stream for long), and a
-/// `User-Agent` naming barge.
-pub fn client(settings: &HttpSettings) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// An HTTP client for the importer's sources: `http.timeout` to connect and between two reads
+/// of an answer (never on the whole body, which may stream for long), and a `User-Agent`
+/// naming barge. With `credentials`, for sources with `auth`, redirects stay within the origin
+/// asked; without, reqwest's own policy follows up to ten anywhere.
+pub fn client(settings: &HttpSettings, credentials: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(settings.timeout)
         .read_timeout(settings.timeout)
-        .user_agent(USER_AGENT)
-        .redirect(same_origin_redirects())
-        .build()
+        .user_agent(USER_AGENT);
+    let builder = if credentials {
+        builder.redirect(same_origin_redirects())
+    } else {
+        builder
+    };
+    builder.build()
 }
 
 /// Follows redirects (at most ten) within the origin asked; a redirect to another host,
@@ -320,7 +325,7 @@ impl<'a> Requester<'a> {
                     source_name: self.source.name.clone(),
                     url: shown.to_owned(),
                     content_type,
-                    body_start: body_start(&mut response).await,
+                    body_start: self.body_start(&mut response).await,
                 });
             }
         }
@@ -358,18 +363,38 @@ impl<'a> Requester<'a> {
             url: shown.to_owned(),
             status: response.status().as_u16(),
             tries,
-            body_start: self.blank_secret(body_start(&mut response).await),
+            body_start: self.body_start(&mut response).await,
         }
     }
 
-    /// `text` without the secret, for APIs that quote the credential they refused.
-    fn blank_secret(&self, text: String) -> String {
-        match &self.secret {
-            Some(secret) if !secret.expose_secret().is_empty() => {
-                text.replace(secret.expose_secret(), "***")
+    /// The first bytes of a body (what an API says about a refusal, or what it sent instead of
+    /// JSON), as text, with the secret blanked out for APIs that quote the credential they
+    /// refused: read long enough that a secret across the cut is blanked whole.
+    async fn body_start(&self, response: &mut reqwest::Response) -> String {
+        let secret = self
+            .secret
+            .as_ref()
+            .map(|secret| secret.expose_secret())
+            .filter(|secret| !secret.is_empty());
+        let wanted = BODY_START_BYTES + secret.map_or(0, str::len);
+        let mut start = Vec::new();
+        while start.len() < wanted {
+            match response.chunk().await {
+                Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
             }
-            _ => text,
         }
+        start.truncate(wanted);
+        let mut text = String::from_utf8_lossy(&start).into_owned();
+        if let Some(secret) = secret {
+            text = text.replace(secret, "***");
+        }
+        let mut cut = text.len().min(BODY_START_BYTES);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text
     }
 
     fn transport_error(&self, err: reqwest::Error, shown: &str, tries: u32) -> ImportError {
@@ -494,20 +519,6 @@ pub(crate) fn is_json(content_type: &str) -> bool {
         }
         _ => false,
     }
-}
-
-/// The first bytes of a body (what an API says about a refusal, or what it sent instead of
-/// JSON), as text.
-async fn body_start(response: &mut reqwest::Response) -> String {
-    let mut start = Vec::new();
-    while start.len() < BODY_START_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => start.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    start.truncate(BODY_START_BYTES);
-    String::from_utf8_lossy(&start).into_owned()
 }
 
 #[cfg(test)]

@@ -93,7 +93,10 @@ pub fn describe(report: &RunReport) -> String {
 #[derive(Debug, Clone)]
 pub struct Importer {
     settings: Arc<Settings>,
+    /// For sources without `auth`: redirects followed anywhere.
     http: reqwest::Client,
+    /// For sources with `auth`: redirects followed within the origin only.
+    http_with_credentials: reqwest::Client,
     aws: AwsClients,
     queue_url: String,
     /// READY and the watchdog, for systemd.
@@ -104,13 +107,17 @@ impl Importer {
     /// Builds the HTTP client and resolves the queue URL, so that a misconfigured queue fails at
     /// start-up rather than after the first fetch.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
-        let http = http::client(&settings.http)
-            .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))?;
+        let client = |credentials| {
+            http::client(&settings.http, credentials)
+                .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))
+        };
+        let (http, http_with_credentials) = (client(false)?, client(true)?);
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
         let stall_limit = STALL_LIMIT.max(longest_page(&settings));
         Ok(Self {
             settings: Arc::new(settings),
             http,
+            http_with_credentials,
             aws,
             queue_url,
             liveness: Liveness::start(stall_limit),
@@ -241,10 +248,13 @@ impl Importer {
             (None, _) => None,
         };
         let mut pager = Pager::new(source, url, mark.as_deref());
-        let mut requester =
-            http::Requester::new(source, &self.settings.http, &self.http, &self.aws)
-                .await?
-                .stop_on(shutdown);
+        let client = match source.auth {
+            Some(_) => &self.http_with_credentials,
+            None => &self.http,
+        };
+        let mut requester = http::Requester::new(source, &self.settings.http, client, &self.aws)
+            .await?
+            .stop_on(shutdown);
         let mut archiver = Archiver::new(self, &store, source);
         let mut run = Run::default();
         let walked = self
@@ -312,19 +322,31 @@ impl Importer {
             ..SourceState::default()
         };
         next.remember(&run.pages);
-        if let (Some(incremental), true, true) =
-            (&source.incremental, capped, run.marks.out_of_order)
-        {
-            return Err(mark_error(format!(
-                "the run stopped at pagination.max_pages ({}), and the API does not send records \
-                 in ascending order of {:?}, so moving the mark would skip the records not \
-                 fetched: raise max_pages, or have the API sort ascending",
-                source.pagination.max_pages, incremental.field
-            )));
-        }
-        if let Some(highest) = &run.marks.highest {
+        let reached = match (&source.incremental, capped) {
+            (None, _) => None,
+            (Some(_), false) => run.marks.highest.as_ref(),
+            // Cut short: the last value's other records may be on the pages not fetched, so the
+            // mark moves only to the value below it, and only if the values came in order.
+            (Some(incremental), true) => match (&run.marks.below_last, run.marks.out_of_order) {
+                (Some(below_last), false) => Some(below_last),
+                (_, out_of_order) => {
+                    let why = if out_of_order {
+                        "the API does not send records in ascending order of"
+                    } else {
+                        "all its records share one value of"
+                    };
+                    return Err(mark_error(format!(
+                        "the run stopped at pagination.max_pages ({}), and {why} {:?}, so \
+                         moving the mark would skip records not fetched: raise max_pages, or \
+                         have the API sort ascending",
+                        source.pagination.max_pages, incremental.field
+                    )));
+                }
+            },
+        };
+        if let Some(reached) = reached {
             next.mark =
-                state::later_mark(next.mark, highest).map_err(|err| mark_error(err.to_string()))?;
+                state::later_mark(next.mark, reached).map_err(|err| mark_error(err.to_string()))?;
         }
         Ok(next)
     }
@@ -508,7 +530,8 @@ fn longest_page(settings: &Settings) -> std::time::Duration {
         .map(|rate| Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX / 4))
         .max()
         .unwrap_or_default();
-    (http.timeout * 2)
+    http.timeout
+        .saturating_mul(2)
         .saturating_add(spacing)
         .saturating_mul(tries)
         .saturating_add(wait.saturating_mul(tries.saturating_sub(1)))

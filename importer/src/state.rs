@@ -382,6 +382,9 @@ pub struct Marks {
     pub highest: Option<Value>,
     /// The value of the record before.
     previous: Option<Value>,
+    /// In ascending order, the highest value below the last one: every record of it was seen,
+    /// which may not hold for the last value when a run is cut short.
+    pub below_last: Option<Value>,
     /// Whether a value was lower than the one before it.
     pub out_of_order: bool,
 }
@@ -389,10 +392,12 @@ pub struct Marks {
 impl Marks {
     /// Takes in the next record's value.
     pub fn observe(&mut self, value: &Value) -> Result<(), MarkError> {
-        if let Some(previous) = &self.previous
-            && compare_marks(value, previous)? == Ordering::Less
-        {
-            self.out_of_order = true;
+        if let Some(previous) = &self.previous {
+            match compare_marks(value, previous)? {
+                Ordering::Less => self.out_of_order = true,
+                Ordering::Greater => self.below_last = Some(previous.clone()),
+                Ordering::Equal => {}
+            }
         }
         self.previous = Some(value.clone());
         self.highest = later_mark(self.highest.take(), value)?;
@@ -461,6 +466,7 @@ mod tests {
             (ascending.highest, ascending.out_of_order),
             (Some(json!(5)), false)
         );
+        assert_eq!(ascending.below_last, Some(json!(1)));
         let mut newest_first = Marks::default();
         for value in [json!(9), json!(3)] {
             newest_first.observe(&value).unwrap();

@@ -59,7 +59,7 @@ async fn fetch_with(
     settings: &HttpSettings,
     aws: &AwsClients,
 ) -> Result<usize, ImportError> {
-    let client = importer::http::client(settings).unwrap();
+    let client = importer::http::client(settings, true).unwrap();
     let mut requester = Requester::new(source, settings, &client, aws).await?;
     let url = url::Url::parse(source.url.as_deref().unwrap()).unwrap();
     let mut answer = requester.get(&url, 1).await?;
@@ -507,7 +507,7 @@ async fn the_secret_never_shows_in_errors_logs_or_debug_output() {
         .await
         .unwrap();
     let settings = quick();
-    let client = importer::http::client(&settings).unwrap();
+    let client = importer::http::client(&settings, true).unwrap();
     for (kind, auth) in every_auth(|_| SecretRef::SecretsManager {
         id: id.clone(),
         field: None,
@@ -558,7 +558,7 @@ async fn the_sources_headers_and_query_and_barges_user_agent_are_sent() {
         .insert("X-Api-Version".into(), "2024-01".into());
     source.query.insert("limit".into(), "50".into());
     let settings = quick();
-    let client = importer::http::client(&settings).unwrap();
+    let client = importer::http::client(&settings, true).unwrap();
     let aws = AwsClients::from_env().await;
     let mut requester = Requester::new(&source, &settings, &client, &aws)
         .await
@@ -586,7 +586,7 @@ async fn the_rate_limit_spaces_requests_retries_included() {
     };
     let mut source = source(&format!("{base}/posts"));
     source.rate_limit = Some(4.0);
-    let client = importer::http::client(&settings).unwrap();
+    let client = importer::http::client(&settings, true).unwrap();
     let aws = AwsClients::from_env().await;
     let mut requester = Requester::new(&source, &settings, &client, &aws)
         .await

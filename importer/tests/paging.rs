@@ -364,3 +364,32 @@ async fn a_link_header_split_over_lines_is_followed_and_an_unsorted_capped_run_k
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_followed_only_without_credentials() {
+    let (_api, base) = spawn_sample_api_handle(3).await;
+    // Another port is another origin.
+    let target = format!("{base}/posts");
+    let redirector = axum::Router::new().route(
+        "/moved",
+        axum::routing::get(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::temporary(&target) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/moved", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await });
+    let mut env = TestEnv::new().await.with_posts_url(&url);
+    assert_eq!(run(&env).await.unwrap().records, 3);
+
+    // Any value will do as the token: the point is that it must not leave the origin.
+    env.settings.sources[0].auth = Some(barge_core::fetch::Auth::Bearer {
+        secret: barge_core::fetch::SecretRef::Env("PATH".into()),
+    });
+    let error = run(&env).await.unwrap_err();
+    assert!(
+        matches!(error, ImportError::Status { status: 307, .. }),
+        "{error}"
+    );
+}

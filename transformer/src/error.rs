@@ -433,11 +433,12 @@ pub struct S3Failure {
 
 /// 4xx codes that are the transformer's, not the object's: its role, credentials, region or
 /// bucket. Every object would fail the same way, so they are an outage.
-const TRANSFORMER_CODES: [&str; 15] = [
+const TRANSFORMER_CODES: [&str; 17] = [
     "AccessDenied",
     "AllAccessDisabled",
     "AccountProblem",
     "AuthorizationHeaderMalformed",
+    "ExpiredToken",
     "InvalidAccessKeyId",
     "InvalidBucketName",
     "InvalidSecurity",
@@ -449,16 +450,11 @@ const TRANSFORMER_CODES: [&str; 15] = [
     "RequestTimeTooSkewed",
     "SignatureDoesNotMatch",
     "TemporaryRedirect",
+    "TokenRefreshRequired",
 ];
 
 /// 4xx codes a later try may not meet: tried again in place.
-const TRANSIENT_CODES: [&str; 5] = [
-    "ExpiredToken",
-    "OperationAborted",
-    "RequestTimeout",
-    "SlowDown",
-    "TokenRefreshRequired",
-];
+const TRANSIENT_CODES: [&str; 3] = ["OperationAborted", "RequestTimeout", "SlowDown"];
 
 /// What a failed GetObject means for the announced object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,10 +515,15 @@ impl S3Failure {
     pub fn on_get(&self) -> GetFailure {
         let code = self.code.as_deref().unwrap_or_default();
         let message = self.message.as_deref().unwrap_or_default();
-        let about_kms = message.to_ascii_lowercase().contains("kms");
+        // "… is not authorized to perform: kms:Decrypt …", "The ciphertext refers to a customer
+        // master key …": about the object's key, not the bucket's or the role's name.
+        let about_kms = message.contains("kms:") || message.contains("ciphertext");
         // SSE-C: 400 InvalidRequest "The object was stored using a form of Server Side
         // Encryption. The correct parameters must be provided to retrieve the object."
         let sse_c = self.status == Some(400) && message.contains("Server Side Encryption");
+        if self.class() == FailureClass::Retry {
+            return GetFailure::Failed(FailureClass::Retry);
+        }
         match code {
             "NoSuchKey" | "NoSuchVersion" => GetFailure::Missing,
             "PreconditionFailed" => GetFailure::Replaced,
@@ -576,7 +577,11 @@ mod tests {
             (500, "InternalError", FailureClass::Retry),
             (429, "", FailureClass::Retry),
             (400, "RequestTimeout", FailureClass::Retry),
-            (400, "ExpiredToken", FailureClass::Retry),
+            (
+                400,
+                "ExpiredToken",
+                FailureClass::Outage(Dependency::Storage),
+            ),
             (403, "AccessDenied", OUTAGE),
             (403, "InvalidAccessKeyId", OUTAGE),
             (403, "SignatureDoesNotMatch", OUTAGE),
