@@ -303,9 +303,9 @@ impl Importer {
     }
 
     /// The state a complete run leaves: its pages, and the mark moved to the highest value it
-    /// saw. A run cut short by `max_pages` moves the mark only if the values came in ascending
-    /// order: otherwise records below the mark were left unfetched, and moving it would skip
-    /// them for good.
+    /// saw. A run cut short by `max_pages` moves the mark only to the value before its last one,
+    /// and only if the values came in ascending order: otherwise records below the mark were
+    /// left unfetched, and moving it would skip them for good.
     fn next_state(
         &self,
         source: &Source,
