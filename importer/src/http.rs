@@ -472,13 +472,7 @@ fn may_pass(status: StatusCode) -> bool {
 /// The pauses between tries: exponential with jitter, from a second (or `max` if shorter) up to
 /// `max`.
 fn backoff(max: Duration) -> impl Iterator<Item = Duration> {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(FIRST_BACKOFF.min(max))
-        .with_max_delay(max)
-        .with_jitter()
-        .without_max_times()
-        .build()
+    barge_core::backoff::exponential(FIRST_BACKOFF.min(max), max)
         // Jitter may add up to the delay itself: the maximum is the maximum.
         .map(move |delay| delay.min(max))
 }

@@ -789,13 +789,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// Exponential backoff with jitter, from half a second up to [`MAX_RETRY_DELAY`], so that
 /// transformers retrying together do not hit a recovering dependency in step.
 fn retry_delays() -> impl Iterator<Item = Duration> {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(MAX_RETRY_DELAY)
-        .with_jitter()
-        .without_max_times()
-        .build()
+    barge_core::backoff::exponential(Duration::from_millis(500), MAX_RETRY_DELAY)
 }
 
 /// Sleeps for `delay`; `false` if `shutdown` fired first.

@@ -6,6 +6,7 @@
 //! `importer` and `transformer` crates respectively.
 
 pub mod aws;
+pub mod backoff;
 pub mod batch;
 pub mod fetch;
 pub mod message;
