@@ -23,6 +23,7 @@
 //! | `GET /big` | `bytes` | a JSON array of strings of at least `bytes` and under `bytes + 101` bytes, streamed |
 //! | `GET /html` | | 200 `text/html; charset=utf-8`: a login page instead of JSON |
 //! | `GET /json-wrong-type` | as `/posts` | the `/posts` array as `text/plain` |
+//! | `GET /orders` | `cursor`, `limit`, `since_id` (an order number) | `{"data": [order, …], "next_cursor": "…" or null, "has_more": bool}`: the [`ORDER_COUNT`] fixed orders of [`orders`], whatever the post count |
 //! | `GET /private/posts` | `page`, `per_page` (pages only when one is given), `since_id`, `api_key` | `[post, …]` with credentials ([`SAMPLE_TOKEN`]), else 401 `{"error":"unauthorized"}` |
 //!
 //! JSON answers are `application/json`. Arrays of posts are streamed, made a chunk of posts at a
@@ -47,7 +48,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::net::TcpListener;
+
+mod orders;
+
+pub use orders::{ORDER_COUNT, order, orders};
 
 /// One post, serialized with JSONPlaceholder's field names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -292,6 +298,7 @@ pub fn router_with(api: SampleApi) -> Router {
         .route("/html", get(html))
         .route("/json-wrong-type", get(json_wrong_type))
         .route("/private/posts", get(private_posts))
+        .route("/orders", get(list_orders))
         .with_state(api)
 }
 
@@ -407,11 +414,11 @@ struct CursorQuery {
     limit: Option<NonZeroU32>,
 }
 
-/// The answer of `/cursor/posts` and `/trap/posts`.
+/// The answer of `/cursor/posts`, `/trap/posts` (items: posts) and `/orders` (items: orders).
 #[derive(Debug, Serialize)]
-struct CursorPage {
-    /// This page's posts.
-    data: Vec<Post>,
+struct CursorPage<T = Post> {
+    /// This page's items.
+    data: Vec<T>,
     /// The cursor of the next page, null on the last.
     next_cursor: Option<String>,
     /// Whether there is a next page.
@@ -429,26 +436,40 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
     i64::from_str_radix(cursor.strip_prefix('c')?, 16).ok()
 }
 
-/// Cursor paging, as Stripe- and Slack-like APIs do.
-async fn cursor_posts(
-    State(api): State<SampleApi>,
-    Query(query): Query<CursorQuery>,
-) -> Result<Json<CursorPage>, Refusal> {
+/// The page of `query` among items `1..=count`, each made by `item`: cursor paging, as Stripe-
+/// and Slack-like APIs do.
+fn cursor_page<T>(
+    query: &CursorQuery,
+    count: i64,
+    item: fn(i64) -> T,
+) -> Result<CursorPage<T>, Refusal> {
     let after = match query.cursor.as_deref() {
         None => 0,
         Some(cursor) => {
             decode_cursor(cursor).ok_or(Refusal(StatusCode::BAD_REQUEST, "invalid cursor"))?
         }
     };
-    let count = api.count();
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).get();
     let ids = ids_after(count, after.max(query.since_id), 0, limit.into());
     let has_more = *ids.end() < count;
-    Ok(Json(CursorPage {
+    Ok(CursorPage {
         next_cursor: has_more.then(|| encode_cursor(*ids.end())),
         has_more,
-        data: ids.map(post).collect(),
-    }))
+        data: ids.map(item).collect(),
+    })
+}
+
+/// The posts, a cursor page at a time.
+async fn cursor_posts(
+    State(api): State<SampleApi>,
+    Query(query): Query<CursorQuery>,
+) -> Result<Json<CursorPage>, Refusal> {
+    cursor_page(&query, api.count(), post).map(Json)
+}
+
+/// The fixed [`orders::orders`], a cursor page at a time (`since_id` is an order number).
+async fn list_orders(Query(query): Query<CursorQuery>) -> Result<Json<CursorPage<Value>>, Refusal> {
+    cursor_page(&query, ORDER_COUNT, orders::order).map(Json)
 }
 
 /// A broken cursor API: every page says there is another at the same cursor, with posts that
@@ -909,6 +930,40 @@ mod tests {
         let (_, headers, page) = get(&format!("{base}/link/posts?page=3&since_id=1")).await;
         assert_eq!(ids(&page), (22..=25).collect::<Vec<_>>());
         assert_eq!(headers[LINK], first, "no next on the last page");
+    }
+
+    #[tokio::test]
+    async fn orders_walk_by_cursor_to_exactly_the_fixed_orders() {
+        let (_, base) = start(3).await;
+        let (mut pages, mut url) = (Vec::new(), Some(format!("{base}/orders?limit=25")));
+        while let Some(page_url) = url {
+            let (_, _, page) = get(&page_url).await;
+            url = page["next_cursor"]
+                .as_str()
+                .map(|cursor| format!("{base}/orders?limit=25&cursor={cursor}"));
+            pages.push(page);
+        }
+        let served: Vec<serde_json::Value> = pages
+            .iter()
+            .flat_map(|page| page["data"].as_array().unwrap().clone())
+            .collect();
+        assert_eq!(
+            served,
+            orders(),
+            "every order, once, in order, whatever the post count"
+        );
+        let has_more: Vec<_> = pages.iter().map(|page| page["has_more"].clone()).collect();
+        assert_eq!(has_more, [true, true, false]);
+        let body = reqwest::get(format!("{base}/orders?limit=7&since_id=6"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("\"amount\":123456789012345678.90,"),
+            "decimals are served with every digit: {body}"
+        );
     }
 
     #[tokio::test]
