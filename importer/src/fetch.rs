@@ -16,6 +16,28 @@ use crate::objects::Archiver;
 use crate::pages::{self, PageFields};
 use crate::state::{Marks, PageDigest, SourceState};
 
+/// Page `page` of `source`, held whole in `body` (fetched from `url`, redacted): its records,
+/// taken out of the envelope the source declares (`records`), and its paging fields.
+pub fn envelope<'a>(
+    source: &Source,
+    url: &str,
+    page: u64,
+    body: &'a [u8],
+) -> Result<pages::Envelope<'a>, ImportError> {
+    let paging = |error| ImportError::Paging {
+        source_name: source.name.clone(),
+        url: url.to_owned(),
+        error,
+    };
+    let text = std::str::from_utf8(body).map_err(|err| {
+        paging(pages::PageError::Shape {
+            page,
+            problem: format!("not UTF-8 at offset {}", err.valid_up_to()),
+        })
+    })?;
+    pages::read_envelope(text, &source.records, &source.pagination, page).map_err(paging)
+}
+
 /// What a run has seen so far.
 #[derive(Debug, Default)]
 pub struct Run {
@@ -94,41 +116,11 @@ impl Page<'_> {
         settings: &Settings,
     ) -> Result<(u64, PageFields), ImportError> {
         let url = barge_core::redact_url(answer.url.as_str());
-        let limit = settings.http.max_page_bytes;
-        let mut body = Vec::with_capacity(answer.content_length().unwrap_or(0).min(limit) as usize);
-        while let Some(chunk) = answer.chunk().await? {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(ImportError::PageTooLarge {
-                    source_name: self.source.name.clone(),
-                    url,
-                    page: self.number,
-                    limit,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = answer
+            .body_within(settings.http.max_page_bytes, self.number)
+            .await?;
         let digest = barge_core::content_digest(&body);
-        let shape = |problem: String| ImportError::Paging {
-            source_name: self.source.name.clone(),
-            url: url.clone(),
-            error: pages::PageError::Shape {
-                page: self.number,
-                problem,
-            },
-        };
-        let text = std::str::from_utf8(&body)
-            .map_err(|err| shape(format!("not UTF-8 at offset {}", err.valid_up_to())))?;
-        let envelope = pages::read_envelope(
-            text,
-            &self.source.records,
-            &self.source.pagination,
-            self.number,
-        )
-        .map_err(|error| ImportError::Paging {
-            source_name: self.source.name.clone(),
-            url: url.clone(),
-            error,
-        })?;
+        let envelope = envelope(self.source, &url, self.number, &body)?;
         let limit = settings.transformer.max_record_bytes;
         for (index, record) in envelope.records.iter().enumerate() {
             let index = index as u64;

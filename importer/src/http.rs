@@ -120,6 +120,28 @@ impl<'a> Requester<'a> {
         client: &'a reqwest::Client,
         aws: &barge_core::aws::AwsClients,
     ) -> Result<Self, ImportError> {
+        let secret = match &source.auth {
+            Some(auth) => Some(
+                barge_core::secrets::resolve(auth.secret(), aws)
+                    .await
+                    .map_err(|error| ImportError::Secret {
+                        source_name: source.name.clone(),
+                        error,
+                    })?,
+            ),
+            None => None,
+        };
+        Self::with_secret(source, settings, client, secret)
+    }
+
+    /// A requester for `source` whose credential the caller has read already: `secret` is the
+    /// value of `source.auth`'s secret (none is sent without both). Checks the headers.
+    pub fn with_secret(
+        source: &'a Source,
+        settings: &'a HttpSettings,
+        client: &'a reqwest::Client,
+        secret: Option<SecretString>,
+    ) -> Result<Self, ImportError> {
         let invalid = |problem: String| ImportError::Request {
             source_name: source.name.clone(),
             problem,
@@ -137,13 +159,7 @@ impl<'a> Requester<'a> {
         }
         let mut credential = None;
         let mut echoed = None;
-        if let Some(auth) = &source.auth {
-            let secret = barge_core::secrets::resolve(auth.secret(), aws)
-                .await
-                .map_err(|error| ImportError::Secret {
-                    source_name: source.name.clone(),
-                    error,
-                })?;
+        if let (Some(auth), Some(secret)) = (&source.auth, secret) {
             echoed = Some(secret.clone());
             let header_value = |text: &str, from: &SecretRef| {
                 let mut value = HeaderValue::from_str(text).map_err(|_| {
@@ -451,6 +467,33 @@ impl Answer {
             }
         }
         Ok(chunk)
+    }
+
+    /// The whole body, which must be at most `limit` bytes (`http.max_page_bytes`): a page held
+    /// whole to be taken apart. Page `page` of the run names it in the error.
+    pub async fn body_within(&mut self, limit: u64, page: u64) -> Result<Vec<u8>, ImportError> {
+        let mut body = Vec::with_capacity(self.content_length().unwrap_or(0).min(limit) as usize);
+        while let Some(chunk) = self.chunk().await? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(ImportError::PageTooLarge {
+                    source_name: self.source_name.clone(),
+                    url: self.shown.clone(),
+                    page,
+                    limit,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// The `rel="next"` target of the answer's `Link` header, which may come as several lines,
+    /// one per relation.
+    pub fn link_next(&self) -> Option<String> {
+        self.headers
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .find_map(|value| crate::pages::link_next(&String::from_utf8_lossy(value.as_bytes())))
     }
 
     /// The URL that answered, fit for logs and errors.

@@ -8,7 +8,9 @@
 //! - [`objects`] and [`archive`]: archive objects, gzip, one put or a multipart upload;
 //! - [`state`]: the incremental mark, page digests and the markers that make
 //!   archive-then-announce whole across crashes;
-//! - [`error`]: what can go wrong, and whether trying again can help.
+//! - [`error`]: what can go wrong, and whether trying again can help;
+//! - [`discover`]: `importer discover`, a sample's `[[sources]]` block (fetching as above,
+//!   never writing anything).
 //!
 //! The order is the invariant: a message is sent only for an object that is already durably in
 //! S3, a marker is in S3 before the object is visible, and nothing at all is written for a page
@@ -28,6 +30,7 @@ use tracing::Instrument;
 use url::Url;
 
 mod archive;
+pub mod discover;
 mod error;
 mod fetch;
 pub mod http;
@@ -452,12 +455,7 @@ impl Importer {
             let fetched_at = Utc::now();
             let mut answer = requester.get(&url, number).await?;
             let page_url = answer.url.clone();
-            // A `Link` header may come as several lines, one per relation.
-            let link_next = answer
-                .headers
-                .get_all(reqwest::header::LINK)
-                .iter()
-                .find_map(|value| pages::link_next(&String::from_utf8_lossy(value.as_bytes())));
+            let link_next = answer.link_next();
             let page = Page {
                 source,
                 state,

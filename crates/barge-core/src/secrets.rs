@@ -74,6 +74,22 @@ impl SecretError {
     }
 }
 
+/// The value of environment variable `variable`, as [`resolve`] reads a [`SecretRef::Env`]:
+/// also for a caller that must not build AWS clients when the secret is not kept in AWS
+/// (`importer discover`). An empty value is an error, since no API accepts an empty credential.
+pub fn from_env(variable: &str) -> Result<SecretString, SecretError> {
+    let failed = |reason| SecretError::Env {
+        variable: variable.to_owned(),
+        reason,
+    };
+    match std::env::var(variable) {
+        Ok(value) if value.is_empty() => Err(failed("it is empty")),
+        Ok(value) => Ok(SecretString::from(value)),
+        Err(std::env::VarError::NotPresent) => Err(failed("it is not set")),
+        Err(std::env::VarError::NotUnicode(_)) => Err(failed("it is not valid UTF-8")),
+    }
+}
+
 /// The value of the secret `secret` names, read now: a source's credential is resolved at the
 /// start of each run, so that a rotated secret is picked up by the next one. An empty value is
 /// an error, since no API accepts an empty credential.
@@ -82,18 +98,7 @@ pub async fn resolve(
     aws: &crate::aws::AwsClients,
 ) -> Result<SecretString, SecretError> {
     match secret {
-        SecretRef::Env(variable) => {
-            let failed = |reason| SecretError::Env {
-                variable: variable.clone(),
-                reason,
-            };
-            match std::env::var(variable) {
-                Ok(value) if value.is_empty() => Err(failed("it is empty")),
-                Ok(value) => Ok(SecretString::from(value)),
-                Err(std::env::VarError::NotPresent) => Err(failed("it is not set")),
-                Err(std::env::VarError::NotUnicode(_)) => Err(failed("it is not valid UTF-8")),
-            }
-        }
+        SecretRef::Env(variable) => from_env(variable),
         SecretRef::SecretsManager { id, field: None } => {
             let value = secret_string(&aws.secrets, id).await?;
             if value.is_empty() {
