@@ -16,6 +16,7 @@ use barge_core::settings::HttpSettings;
 use barge_core::{Settings, Source};
 use secrecy::SecretString;
 use serde_json::value::RawValue;
+use tracing::Instrument;
 use url::Url;
 
 use crate::ImportError;
@@ -129,22 +130,19 @@ pub async fn discover(
         },
         Target::Url(url) => (source_for_url(&url)?, false),
     };
-    let url = source
-        .url
-        .as_deref()
-        .and_then(|url| Url::parse(url).ok())
-        .ok_or_else(|| ImportError::NoUrl {
-            source_name: source.name.clone(),
-        })?;
+    let url = crate::source_url(&source)?;
     let client = crate::http::client(http, source.auth.is_some())
         .map_err(|err| DiscoverError::HttpClient(barge_core::error_chain(&err)))?;
     let secret = credential(&source).await?;
     let mut requester = Requester::with_secret(&source, http, &client, secret)?;
     let mut sample = Sample::new(options.flatten);
     let shown = barge_core::redact_url(url.as_str());
+    let span = tracing::info_span!("discover", source = %source.name, url = %shown);
     let (pages, notes, head) = if declared {
         let (pages, cut_short) =
-            sample_pages(&source, &mut requester, url, http, options, &mut sample).await?;
+            sample_pages(&source, &mut requester, url, http, options, &mut sample)
+                .instrument(span)
+                .await?;
         let notes = cut_short
             .then(|| cut_short_note(options))
             .into_iter()
@@ -152,7 +150,9 @@ pub async fn discover(
         (pages, notes, declared_head(&source))
     } else {
         let (records, notes) =
-            sample_url(&source, &mut requester, &url, http, options, &mut sample).await?;
+            sample_url(&source, &mut requester, &url, http, options, &mut sample)
+                .instrument(span)
+                .await?;
         let mut head = format!(
             "name = {}\nurl = {}\n",
             quoted(&source.name),
@@ -219,6 +219,7 @@ async fn sample_pages(
         let shown = answer.redacted_url().to_owned();
         let envelope = crate::fetch::envelope(source, &shown, number, &body)?;
         let taken = take(&envelope.records, &shown, number, options, sample)?;
+        tracing::info!(page = number, records = taken, "page sampled");
         if taken < envelope.records.len() {
             return Ok((pager.pages() + 1, true));
         }

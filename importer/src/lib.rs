@@ -232,13 +232,7 @@ impl Importer {
             source_name: source.name.clone(),
             error,
         };
-        let url = source
-            .url
-            .as_deref()
-            .and_then(|url| Url::parse(url).ok())
-            .ok_or_else(|| ImportError::NoUrl {
-                source_name: source.name.clone(),
-            })?;
+        let url = source_url(source)?;
         let storage = &self.settings.storage;
         let store = StateStore::new(self.aws.s3.clone(), &storage.bucket, &storage.state_prefix);
         let (mut state, mut version) = store.load(&source.name).await.map_err(state_error)?;
@@ -510,6 +504,18 @@ impl Importer {
             })?;
         Ok(())
     }
+}
+
+/// The parsed URL of `source`'s first page (validated settings hold an http(s) URL); a
+/// landing-only source has none.
+fn source_url(source: &Source) -> Result<Url, ImportError> {
+    source
+        .url
+        .as_deref()
+        .and_then(|url| Url::parse(url).ok())
+        .ok_or_else(|| ImportError::NoUrl {
+            source_name: source.name.clone(),
+        })
 }
 
 /// The longest one page may take while nothing is wrong: every try timing out twice (connect

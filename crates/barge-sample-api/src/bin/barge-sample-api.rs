@@ -2,8 +2,8 @@
 
 use clap::Parser;
 
-/// Serve deterministic JSONPlaceholder-shaped posts at `GET /posts`, and the paged, failing and
-/// misbehaving variants the library documents.
+/// Serve deterministic JSONPlaceholder-shaped posts at `GET /posts`, a commerce API's orders at
+/// `GET /orders`, and the paged, failing and misbehaving variants the library documents.
 #[derive(Parser)]
 struct Cli {
     /// Address to listen on (the one `deploy/local/barge.toml` points at).
