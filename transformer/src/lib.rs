@@ -7,7 +7,8 @@
 //! - [`queue`]: receive, delete, hand back, and the heartbeat that keeps held messages invisible;
 //! - [`notice`]: what a message body announces (a batch message, an S3 event, S3's test event);
 //! - [`load`]: one object streamed from S3 through the decoder into COPY, nothing held whole;
-//! - [`decode`] and [`record`]: one record's JSON text onto typed cells;
+//! - [`decode`] and [`record`]: one record's JSON text onto typed cells, with [`numbers`] and
+//!   `times` for the values that must arrive exactly;
 //! - [`copy`]: cells encoded as PostgreSQL's binary COPY rows;
 //! - [`rejects`]: records that do not fit, spooled and written to S3 as NDJSON;
 //! - [`database`] and [`ledger`]: tables, the load transaction, and the exactly-once ledger;
@@ -34,10 +35,12 @@ mod error;
 mod ledger;
 mod load;
 pub mod notice;
+pub mod numbers;
 mod queue;
 pub mod record;
 pub mod rejects;
 mod schema;
+mod times;
 
 use database::{Database, Sessions};
 use dead_letter::{DeadLetterError, DeadLetters};

@@ -83,10 +83,8 @@ fn key(name: &str) -> String {
 
 fn items_source() -> Source {
     let column = |name: &str, column_type, nullable| Column {
-        name: name.into(),
-        column_type,
-        field: None,
         nullable,
+        ..Column::new(name, column_type)
     };
     Source {
         name: "items".into(),

@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod backoff;
 pub mod batch;
+pub mod column;
 pub mod fetch;
 pub mod message;
 mod redact;
@@ -19,10 +20,11 @@ pub mod source;
 pub mod telemetry;
 
 pub use batch::{RecordLayout, content_digest, json_kind, split_records};
+pub use column::{Column, ColumnType, Convert, Element, Lineage, NumericLimits};
 pub use message::BatchMessage;
 pub use redact::redact_url;
 pub use settings::Settings;
-pub use source::{Column, ColumnType, Source};
+pub use source::Source;
 
 /// An error with its causes, `a: b: c`: the top-level message of reqwest, the AWS SDK or
 /// tokio-postgres alone rarely says what actually happened.
