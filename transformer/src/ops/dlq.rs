@@ -16,7 +16,7 @@
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -253,7 +253,10 @@ pub struct MoveFailure {
 pub async fn redrive(tools: &Tools, limit: Option<usize>) -> Result<Redrive, OpsError> {
     let target = match limit {
         Some(limit) => limit,
-        None => visible_dead_letters(tools).await?,
+        None => {
+            let depth = super::status::depth(tools, &tools.dead_letter_url).await?;
+            usize::try_from(depth.visible).unwrap_or(usize::MAX)
+        }
     };
     let bar = super::progress(target as u64, "redriving");
     let mut redrive = Redrive::default();
@@ -308,25 +311,6 @@ pub async fn redrive(tools: &Tools, limit: Option<usize>) -> Result<Redrive, Ops
     }
     bar.finish_and_clear();
     Ok(redrive)
-}
-
-/// Messages visible on the dead-letter queue now.
-async fn visible_dead_letters(tools: &Tools) -> Result<usize, OpsError> {
-    let url = &tools.dead_letter_url;
-    let count = tools
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .map_err(|err| OpsError::sqs("reading the attributes of", url, &err))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|count| count.parse().ok())
-        .unwrap_or(0);
-    Ok(count)
 }
 
 /// Deletes `messages` from the dead-letter queue; returns the ids of those not deleted, with

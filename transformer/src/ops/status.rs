@@ -140,7 +140,7 @@ pub async fn collect(tools: &Tools, loads: u32) -> Result<Status, OpsError> {
 }
 
 /// The message counts of the queue at `url`.
-async fn depth(tools: &Tools, url: &str) -> Result<QueueDepth, OpsError> {
+pub(super) async fn depth(tools: &Tools, url: &str) -> Result<QueueDepth, OpsError> {
     let attributes = tools
         .aws
         .sqs
