@@ -14,7 +14,8 @@
 //! - [`database`] and [`ledger`]: tables, the load transaction, and the exactly-once ledger;
 //! - [`schema`]: live tables checked against their declarations at start-up;
 //! - [`dead_letter`]: the dead-letter queue, for messages no retry can help;
-//! - [`error`]: what can go wrong with a message, and which class it is.
+//! - [`error`]: what can go wrong with a message, and which class it is;
+//! - [`ops`]: the operator's tools (`status`, `replay`, `dlq peek|redrive`).
 
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ mod ledger;
 mod load;
 pub mod notice;
 pub mod numbers;
+pub mod ops;
 mod queue;
 pub mod record;
 pub mod rejects;
@@ -682,9 +684,10 @@ impl Transformer {
                               rejects: Option<&rejects::Rejects>| {
             ProcessError::database(key, &source.table, err, rejects)
         };
+        let replay_id = replay_id(announced, source);
         if let Some(sha256) = &announced.sha256
             && database
-                .is_loaded(&announced.bucket, key, sha256)
+                .is_loaded(&announced.bucket, key, sha256, &replay_id)
                 .await
                 .map_err(|err| database_error(&err, None))?
         {
@@ -738,6 +741,7 @@ impl Transformer {
             fetched_at: announced.fetched_at,
             message_id: message_id.to_owned(),
             received_at,
+            replay_id,
         };
         let Some(claimed) = load
             .claim(entry)
@@ -783,6 +787,25 @@ impl Transformer {
             "batch committed"
         );
         Ok(Done::Loaded(loaded))
+    }
+}
+
+/// The ledger's `replay_id` of a load of `announced`: its replay's id, so that a replay loads the
+/// object once more. An append-only source's rows have no key to merge on, so loading an object
+/// again would duplicate them: there a replay counts as the object's own load, which loads only
+/// an object never loaded (`transformer replay` refuses such sources; this guards the table
+/// against a replay message from anywhere else).
+fn replay_id(announced: &Announced, source: &barge_core::Source) -> String {
+    match &announced.replay {
+        Some(replay) if source.is_keyed() => replay.clone(),
+        Some(_) => {
+            tracing::warn!(
+                "replay of an append-only source: loaded only if the object never was (its rows \
+                 would be duplicated)"
+            );
+            ledger::NOT_A_REPLAY.to_owned()
+        }
+        None => ledger::NOT_A_REPLAY.to_owned(),
     }
 }
 

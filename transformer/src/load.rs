@@ -56,6 +56,8 @@ pub struct Announced {
     /// The SHA-256 its bytes must have (a batch's message says); none for a landing object,
     /// whose identity is the digest of whatever it holds.
     pub sha256: Option<String>,
+    /// The replay run that announced the object again (`transformer replay`), if it did.
+    pub replay: Option<String>,
 }
 
 impl Announced {
@@ -69,6 +71,7 @@ impl Announced {
             source: batch.source.clone(),
             fetched_at: batch.fetched_at,
             sha256: Some(batch.sha256.clone()),
+            replay: batch.replay.clone(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Announced {
             source: source.name.clone(),
             fetched_at: object.event_time,
             sha256: None,
+            replay: None,
         }
     }
 }

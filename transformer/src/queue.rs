@@ -248,7 +248,8 @@ pub fn id(message: &Message) -> &str {
     message.message_id().unwrap_or_default()
 }
 
-fn receipt(message: &Message) -> &str {
+/// A message's receipt handle (SQS always sets it on a received message).
+pub fn receipt(message: &Message) -> &str {
     message.receipt_handle().unwrap_or_default()
 }
 

@@ -635,6 +635,7 @@ async fn feed(env: &TestEnv, case: &Case) -> String {
         record_count: 1,
         sha256: barge_core::content_digest(body),
         fetched_at: chrono::Utc::now(),
+        replay: None,
     };
     match &case.input {
         Input::Object(bytes) => env.announce("items", &key, bytes).await.to_json(),

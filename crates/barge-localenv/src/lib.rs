@@ -431,6 +431,7 @@ impl TestEnv {
                 .map_or(0, |r| r.len() as u64),
             sha256: barge_core::content_digest(body),
             fetched_at,
+            replay: None,
         };
         self.aws
             .s3
