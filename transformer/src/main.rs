@@ -26,16 +26,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init("info");
     let settings = cli.settings.load().context("loading settings")?;
+    telemetry::init("info", settings.log.format);
     let shutdown = shutdown::on_signal().context("installing signal handlers")?;
     match cli.command {
-        Command::Run => {
-            let transformer = Transformer::new(settings, AwsClients::from_env().await)
-                .await
-                .context("starting the transformer")?;
-            transformer.run(&shutdown).await;
-        }
+        Command::Run => Transformer::serve(settings, AwsClients::from_env().await, &shutdown)
+            .await
+            .context("running the transformer")?,
     }
     Ok(())
 }

@@ -393,6 +393,9 @@ impl TestEnv {
             ),
             ("DATABASE__DBNAME", database.dbname.clone()),
             ("DATABASE__TLS", "disable".to_owned()),
+            // Any free port: tests run many daemons at once. Each logs the address it bound.
+            ("METRICS__IMPORTER_LISTEN", "127.0.0.1:0".to_owned()),
+            ("METRICS__TRANSFORMER_LISTEN", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()
         .map(|(key, value)| (format!("{}{key}", barge_core::settings::ENV_PREFIX), value));
