@@ -244,7 +244,10 @@ impl<'a> Requester<'a> {
                 request = request.basic_auth(username, Some(password.expose_secret()));
             }
             let sent = request.send().await;
-            let status = sent.as_ref().ok().map(|response| response.status().as_u16());
+            let status = sent
+                .as_ref()
+                .ok()
+                .map(|response| response.status().as_u16());
             self.metrics
                 .http_responses
                 .get_or_create(&StatusLabels {

@@ -126,6 +126,11 @@ impl Importer {
         let metrics = ImporterMetrics::default();
         let mut registry = barge_core::metrics::registry();
         metrics.register(&mut registry);
+        let fetched = settings
+            .sources
+            .iter()
+            .filter(|source| source.url.is_some());
+        metrics.prime(fetched.map(|source| source.name.as_str()));
         let liveness = Liveness::start(stall_limit(&settings));
         let listen = settings.metrics.importer_listen;
         barge_core::ops::serve(listen, registry, liveness.clone(), shutdown.clone()).await?;
@@ -537,7 +542,10 @@ impl Importer {
             let label = SourceLabel::of(&source.name);
             let metrics = &self.metrics;
             metrics.pages.get_or_create(&label).inc();
-            metrics.records_fetched.get_or_create(&label).inc_by(records);
+            metrics
+                .records_fetched
+                .get_or_create(&label)
+                .inc_by(records);
             let bytes = answer.received();
             metrics.fetched_bytes.get_or_create(&label).inc_by(bytes);
             let took = started.elapsed().as_secs_f64();

@@ -290,6 +290,7 @@ impl Transformer {
         let metrics = TransformerMetrics::default();
         let mut registry = barge_core::metrics::registry();
         metrics.register(&mut registry);
+        metrics.prime(settings.sources.iter().map(|source| source.name.as_str()));
         let liveness = Liveness::start(STALL_LIMIT);
         let listen = settings.metrics.transformer_listen;
         barge_core::ops::serve(listen, registry, liveness.clone(), shutdown.clone()).await?;
@@ -589,7 +590,9 @@ impl Transformer {
         match self.dead_letters.send(message, &error).await {
             Ok(()) => {
                 self.queue.delete(std::slice::from_ref(message)).await;
-                let class = ClassLabel { class: error.kind() };
+                let class = ClassLabel {
+                    class: error.kind(),
+                };
                 self.metrics.dead_lettered.get_or_create(&class).inc();
                 tracing::error!(
                     error = %error,

@@ -3,11 +3,12 @@
 //! the README's metric reference and `deploy/grafana/barge.json` are checked against
 //! [`all_metric_names`], so names cannot drift.
 //!
-//! Labels are bounded: a configured source name ([`SourceLabel`]; a message naming no configured
-//! source counts as [`UNKNOWN_SOURCE`]), an outcome, a status class or an error class, never an
-//! object key, a URL or a message id. The metrics are created unregistered (`Default`), so that a
-//! library used without a server (tests, the demo) counts into nothing anyone reads; the daemons
-//! register them with [`ImporterMetrics::register`] or [`TransformerMetrics::register`].
+//! Labels are bounded: a configured source name ([`SourceLabel`]), an outcome, a status class or
+//! an error class, never an object key, a URL or a message id. The metrics are created
+//! unregistered (`Default`), so that a library used without a server (tests, the demo) counts
+//! into nothing anyone reads; the daemons register them with [`ImporterMetrics::register`] or
+//! [`TransformerMetrics::register`] and `prime` each configured source's series at zero, so that
+//! they exist (and `rate()` sees their first increase) before anything happened.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -22,10 +23,6 @@ use prometheus_client::registry::{Registry, Unit};
 /// The prefix of every metric name.
 pub const PREFIX: &str = "barge";
 
-/// The `source` label of what cannot be tied to a configured source (a message naming a source
-/// the settings do not declare): a label value must never come from the input.
-pub const UNKNOWN_SOURCE: &str = "unknown";
-
 /// A float gauge (seconds since the epoch, ages).
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -35,7 +32,7 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// The label of per-source metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
-    /// A source name from the settings, or [`UNKNOWN_SOURCE`].
+    /// A source name from the settings.
     pub source: String,
 }
 
@@ -51,7 +48,7 @@ impl SourceLabel {
 /// A per-source metric split by what happened.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// A source name from the settings, or [`UNKNOWN_SOURCE`].
+    /// A source name from the settings.
     pub source: String,
     /// One of a fixed set, named where the metric is documented.
     pub outcome: &'static str,
@@ -82,6 +79,13 @@ pub struct QueueLabels {
     /// `delayed`.
     pub state: &'static str,
 }
+
+/// The values of [`StatusLabels::status_class`].
+const STATUS_CLASSES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "other", "none"];
+/// The outcomes of an importer's run.
+const RUN_OUTCOMES: [&str; 2] = ["ok", "failed"];
+/// The outcomes of an object in `barge_objects_total`.
+const OBJECT_OUTCOMES: [&str; 4] = ["loaded", "duplicate", "superseded", "rejected"];
 
 /// The class of an HTTP status, for [`StatusLabels::status_class`].
 pub fn status_class(status: Option<u16>) -> &'static str {
@@ -157,6 +161,32 @@ impl Default for ImporterMetrics {
 }
 
 impl ImporterMetrics {
+    /// Creates every series of `sources` at zero (the timestamps stay absent until a success).
+    pub fn prime<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        for source in sources {
+            let label = SourceLabel::of(source);
+            self.records_fetched.get_or_create_owned(&label);
+            self.pages.get_or_create_owned(&label);
+            self.fetched_bytes.get_or_create_owned(&label);
+            self.objects_announced.get_or_create_owned(&label);
+            self.fetch_duration.get_or_create_owned(&label);
+            self.http_retries.get_or_create_owned(&label);
+            for status_class in STATUS_CLASSES {
+                let source = source.to_owned();
+                let labels = StatusLabels {
+                    source,
+                    status_class,
+                };
+                self.http_responses.get_or_create_owned(&labels);
+            }
+            for outcome in RUN_OUTCOMES {
+                let source = source.to_owned();
+                self.runs
+                    .get_or_create_owned(&OutcomeLabels { source, outcome });
+            }
+        }
+    }
+
     /// Adds these metrics to `registry` (made by [`registry`]).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -271,6 +301,24 @@ impl Default for TransformerMetrics {
 }
 
 impl TransformerMetrics {
+    /// Creates every series of `sources` at zero (the timestamps stay absent until a load).
+    /// Dead letters by class appear with the first of each class.
+    pub fn prime<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        for source in sources {
+            let label = SourceLabel::of(source);
+            self.records_loaded.get_or_create_owned(&label);
+            self.records_rejected.get_or_create_owned(&label);
+            self.load_duration.get_or_create_owned(&label);
+            self.load_rows.get_or_create_owned(&label);
+            self.read_bytes.get_or_create_owned(&label);
+            for outcome in OBJECT_OUTCOMES {
+                let source = source.to_owned();
+                self.objects
+                    .get_or_create_owned(&OutcomeLabels { source, outcome });
+            }
+        }
+    }
+
     /// Adds these metrics to `registry` (made by [`registry`]).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -353,13 +401,19 @@ impl TransformerMetrics {
     /// Records a committed load of `source`.
     pub fn loaded(&self, source: &str, loaded: u64, rejected: u64, took: Duration) {
         let label = SourceLabel::of(source);
-        self.records_loaded.get_or_create(&label).inc_by(loaded);
-        self.records_rejected.get_or_create(&label).inc_by(rejected);
+        self.records_loaded
+            .get_or_create_owned(&label)
+            .inc_by(loaded);
+        self.records_rejected
+            .get_or_create_owned(&label)
+            .inc_by(rejected);
         self.object(source, "loaded");
         self.load_duration
             .get_or_create(&label)
             .observe(took.as_secs_f64());
-        self.load_rows.get_or_create(&label).observe(loaded as f64);
+        self.load_rows
+            .get_or_create_owned(&label)
+            .observe(loaded as f64);
         self.last_load
             .get_or_create(&label)
             .set(unix_seconds(chrono::Utc::now()));
@@ -384,9 +438,27 @@ pub fn registry() -> Registry {
 /// The name of every metric either daemon exports, as queries name them (`…_total`, and a
 /// histogram's `…_bucket`, `…_sum` and `…_count`), read from the rendered registries.
 pub fn all_metric_names() -> std::collections::BTreeSet<String> {
+    // Empty families are not rendered: give each a series.
     let mut registry = registry();
-    ImporterMetrics::default().register(&mut registry);
-    TransformerMetrics::default().register(&mut registry);
+    let importer = ImporterMetrics::default();
+    importer.prime(["x"]);
+    importer
+        .last_success
+        .get_or_create_owned(&SourceLabel::of("x"));
+    importer.register(&mut registry);
+    let transformer = TransformerMetrics::default();
+    transformer.prime(["x"]);
+    transformer
+        .last_load
+        .get_or_create_owned(&SourceLabel::of("x"));
+    let class = ClassLabel { class: "x" };
+    transformer.dead_lettered.get_or_create_owned(&class);
+    let queue = QueueLabels {
+        queue: "main",
+        state: "visible",
+    };
+    transformer.queue_messages.get_or_create_owned(&queue);
+    transformer.register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("encoding into a String cannot fail");
@@ -417,10 +489,75 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         let names = all_metric_names();
         assert!(names.contains("barge_records_loaded_total"), "{names:?}");
-        assert!(names.contains("barge_load_duration_seconds_bucket"), "{names:?}");
-        assert!(names.contains("barge_importer_fetched_bytes_total"), "{names:?}");
+        assert!(
+            names.contains("barge_load_duration_seconds_bucket"),
+            "{names:?}"
+        );
+        assert!(
+            names.contains("barge_importer_fetched_bytes_total"),
+            "{names:?}"
+        );
         for name in &names {
             assert!(name.starts_with("barge_"), "{name}");
+        }
+    }
+
+    /// Every `barge_…` name in `text`.
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("barge_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let preceded = rest[..start]
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !preceded {
+                names.insert(tail[..end].to_owned());
+            }
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn the_dashboard_queries_only_metrics_the_daemons_export() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana/barge.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let exported = all_metric_names();
+        let mut queried = std::collections::BTreeSet::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                queried.extend(names_in(target["expr"].as_str().unwrap()));
+            }
+        }
+        assert!(queried.len() > 10, "{queried:?}");
+        let unknown: Vec<_> = queried.difference(&exported).collect();
+        assert!(unknown.is_empty(), "the dashboard queries {unknown:?}");
+    }
+
+    #[test]
+    fn the_readme_documents_every_metric() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let documented = names_in(&std::fs::read_to_string(path).unwrap());
+        let exported = all_metric_names();
+        let bases: Vec<&String> = exported
+            .iter()
+            .filter(|name| !name.ends_with("_sum") && !name.ends_with("_count"))
+            .collect();
+        for name in bases {
+            let base = name.strip_suffix("_bucket").unwrap_or(name);
+            assert!(
+                documented.contains(base),
+                "README.md does not document {base}"
+            );
         }
     }
 

@@ -6,8 +6,10 @@
 
 mod daemon;
 pub mod postgres;
+mod scrape;
 
 pub use daemon::{Daemon, NotifySocket};
+pub use scrape::{Metrics, get};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
