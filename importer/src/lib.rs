@@ -152,15 +152,7 @@ impl Importer {
         };
         let (http, http_with_credentials) = (client(false)?, client(true)?);
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
-        aws.s3
-            .head_bucket()
-            .bucket(&settings.storage.bucket)
-            .send()
-            .await
-            .map_err(|err| StartError::Bucket {
-                bucket: settings.storage.bucket.clone(),
-                reason: barge_core::error_chain(&err),
-            })?;
+        aws.check_bucket(&settings.storage.bucket).await?;
         Ok(Self {
             settings: Arc::new(settings),
             http,
@@ -632,13 +624,8 @@ pub enum StartError {
     #[error(transparent)]
     Queue(#[from] QueueUrlError),
     /// The archive bucket does not answer.
-    #[error("bucket {bucket} (storage.bucket) does not answer: {reason}")]
-    Bucket {
-        /// The bucket.
-        bucket: String,
-        /// What S3 said.
-        reason: String,
-    },
+    #[error(transparent)]
+    Bucket(#[from] barge_core::aws::BucketError),
     /// The metrics and health endpoint cannot listen.
     #[error(transparent)]
     Ops(#[from] barge_core::ops::OpsError),

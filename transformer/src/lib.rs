@@ -220,13 +220,8 @@ pub enum StartError {
     #[error("{}", schema_drift_text(.0))]
     SchemaDrift(Vec<(String, Vec<String>)>),
     /// The archive bucket does not answer.
-    #[error("bucket {bucket} (storage.bucket) does not answer: {reason}")]
-    Bucket {
-        /// The bucket.
-        bucket: String,
-        /// What S3 said.
-        reason: String,
-    },
+    #[error(transparent)]
+    Bucket(#[from] barge_core::aws::BucketError),
     /// The metrics and health endpoint cannot listen.
     #[error(transparent)]
     Ops(#[from] barge_core::ops::OpsError),
@@ -341,15 +336,7 @@ impl Transformer {
             redrive.as_deref(),
         )
         .await?;
-        aws.s3
-            .head_bucket()
-            .bucket(&settings.storage.bucket)
-            .send()
-            .await
-            .map_err(|err| StartError::Bucket {
-                bucket: settings.storage.bucket.clone(),
-                reason: barge_core::error_chain(&err),
-            })?;
+        aws.check_bucket(&settings.storage.bucket).await?;
         let drift = database
             .ensure_tables(&settings.sources)
             .await
