@@ -32,14 +32,15 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    telemetry::init("info");
     let settings = cli.settings.load().context("loading settings")?;
+    telemetry::init("info", settings.log.format);
     let shutdown = shutdown::on_signal().context("installing signal handlers")?;
-    let importer = Importer::new(settings, AwsClients::from_env().await)
-        .await
-        .context("starting the importer")?;
+    let aws = AwsClients::from_env().await;
     match cli.command {
         Command::Once => {
+            let importer = Importer::new(settings, aws)
+                .await
+                .context("starting the importer")?;
             let outcomes = importer.run_once(&shutdown).await;
             let mut failed = 0;
             for (source, outcome) in &outcomes {
@@ -58,7 +59,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run => {
-            importer.run(shutdown).await;
+            Importer::serve(settings, aws, shutdown)
+                .await
+                .context("running the importer")?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -99,6 +99,8 @@ pub struct Opened {
     body: ByteStream,
     gzip: bool,
     layout: RecordLayout,
+    /// The object's size as stored, for `barge_transformer_read_bytes_total`.
+    pub length: u64,
 }
 
 /// Requests the object (the announced version, if any, or the announced ETag); `None` when the
@@ -157,6 +159,7 @@ pub async fn open(
     Ok(Some(Opened {
         layout: RecordLayout::of(&key, object.content_type()),
         gzip,
+        length: object.content_length().unwrap_or_default().max(0) as u64,
         body: object.body,
     }))
 }

@@ -38,8 +38,6 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Run);
-    telemetry::init(if quiet { "warn" } else { "info" });
     match run(cli).await {
         Ok(exit) => exit.into(),
         Err(err) => {
@@ -52,17 +50,18 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Loads the settings and runs the command.
+/// Loads the settings, starts telemetry and runs the command.
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let settings = cli.settings.load().context("loading settings")?;
+    let quiet = !matches!(cli.command, Command::Run);
+    telemetry::init(if quiet { "warn" } else { "info" }, settings.log.format);
     let aws = AwsClients::from_env().await;
     Ok(match &cli.command {
         Command::Run => {
             let shutdown = shutdown::on_signal().context("installing signal handlers")?;
-            let transformer = Transformer::new(settings, aws)
+            Transformer::serve(settings, aws, &shutdown)
                 .await
-                .context("starting the transformer")?;
-            transformer.run(&shutdown).await;
+                .context("running the transformer")?;
             Exit::Ok
         }
         Command::Status(args) => ops::status::run(&Tools::new(settings, aws).await?, args).await?,

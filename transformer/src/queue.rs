@@ -90,6 +90,9 @@ impl Queue {
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+            )
             .send()
             .await
             .map_err(|err| ReceiveError {
@@ -109,6 +112,11 @@ impl Queue {
             );
         }
         Ok(messages)
+    }
+
+    /// How many messages this transformer holds.
+    pub async fn held(&self) -> usize {
+        self.held.lock().await.len()
     }
 
     /// Marks `message`'s work as started; `false` when it is no longer held (handed back

@@ -1,6 +1,7 @@
 //! What both barge daemons share: the settings tree, the declared shape of each source, the SQS
 //! message that links an archived batch to its loader, AWS client construction, telemetry, the
-//! shutdown signal and systemd's readiness and watchdog notifications.
+//! shutdown signal, systemd's readiness and watchdog notifications, and the metrics and health
+//! endpoint.
 //!
 //! Nothing here talks to an external HTTP API or to PostgreSQL tables: those belong to the
 //! `importer` and `transformer` crates respectively.
@@ -11,6 +12,8 @@ pub mod batch;
 pub mod column;
 pub mod fetch;
 pub mod message;
+pub mod metrics;
+pub mod ops;
 mod redact;
 pub mod secrets;
 pub mod service;
