@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use barge_core::Source;
 use barge_core::fetch::{Auth, SecretRef};
+use barge_core::metrics::{self, ImporterMetrics, SourceLabel, StatusLabels};
 use barge_core::settings::HttpSettings;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -91,6 +92,8 @@ pub struct Requester<'a> {
     next_request: Option<Instant>,
     /// Cuts a wait between two tries short (a `Retry-After` may be minutes).
     shutdown: CancellationToken,
+    /// Where answers and retries are counted.
+    metrics: ImporterMetrics,
 }
 
 /// A credential that does not travel as a plain header.
@@ -210,6 +213,7 @@ impl<'a> Requester<'a> {
             spacing,
             next_request: None,
             shutdown: CancellationToken::new(),
+            metrics: ImporterMetrics::default(),
         })
     }
 
@@ -217,6 +221,12 @@ impl<'a> Requester<'a> {
     /// fires, so that a stop is not held up by a backoff or a `Retry-After`.
     pub fn stop_on(mut self, shutdown: &CancellationToken) -> Self {
         self.shutdown = shutdown.clone();
+        self
+    }
+
+    /// Counts answers and retries into `metrics` (the daemon's, which `/metrics` serves).
+    pub fn counted_in(mut self, metrics: &ImporterMetrics) -> Self {
+        self.metrics = metrics.clone();
         self
     }
 
@@ -249,7 +259,19 @@ impl<'a> Requester<'a> {
             if let Some(Credential::Basic { username, password }) = &self.credential {
                 request = request.basic_auth(username, Some(password.expose_secret()));
             }
-            let failure = match request.send().await {
+            let sent = request.send().await;
+            let status = sent
+                .as_ref()
+                .ok()
+                .map(|response| response.status().as_u16());
+            self.metrics
+                .http_responses
+                .get_or_create(&StatusLabels {
+                    source: self.source.name.clone(),
+                    status_class: metrics::status_class(status),
+                })
+                .inc();
+            let failure = match sent {
                 Ok(response) if response.status().is_success() => {
                     return self.answer(response, &shown).await;
                 }
@@ -306,6 +328,10 @@ impl<'a> Requester<'a> {
                 "request failed; trying again"
             );
             drop(failure);
+            self.metrics
+                .http_retries
+                .get_or_create(&SourceLabel::of(&self.source.name))
+                .inc();
             tokio::select! {
                 () = self.shutdown.cancelled() => {
                     return Err(ImportError::Interrupted {
@@ -494,6 +520,11 @@ impl Answer {
             .get_all(reqwest::header::LINK)
             .iter()
             .find_map(|value| crate::pages::link_next(&String::from_utf8_lossy(value.as_bytes())))
+    }
+
+    /// How many bytes of the body were read so far.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// The URL that answered, fit for logs and errors.

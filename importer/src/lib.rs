@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use barge_core::aws::{AwsClients, QueueUrlError};
+use barge_core::metrics::{ImporterMetrics, OutcomeLabels, SourceLabel};
 use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings, Source};
 use chrono::Utc;
@@ -102,28 +103,67 @@ pub struct Importer {
     http_with_credentials: reqwest::Client,
     aws: AwsClients,
     queue_url: String,
-    /// READY and the watchdog, for systemd.
+    /// READY and the watchdog, for systemd and `/health/ready`.
     liveness: Liveness,
+    /// What `/metrics` reports.
+    metrics: ImporterMetrics,
 }
 
 impl Importer {
-    /// Builds the HTTP client and resolves the queue URL, so that a misconfigured queue fails at
-    /// start-up rather than after the first fetch.
+    /// Builds the HTTP client, resolves the queue URL and checks that the bucket answers, so
+    /// that a misconfigured queue or bucket fails at start-up rather than after the first fetch.
+    /// Its metrics are counted but not served.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
+        let liveness = Liveness::start(stall_limit(&settings));
+        Self::start(settings, aws, liveness, ImporterMetrics::default()).await
+    }
+
+    /// `importer run`: serves `/metrics` and the health endpoints on `metrics.importer_listen`
+    /// first (not ready yet), then starts as [`Importer::new`] does and imports each source on
+    /// its interval until `shutdown` ([`Importer::run`]), ready from then on.
+    pub async fn serve(
+        settings: Settings,
+        aws: AwsClients,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
+        let metrics = ImporterMetrics::default();
+        let mut registry = barge_core::metrics::registry();
+        metrics.register(&mut registry);
+        let fetched = settings
+            .sources
+            .iter()
+            .filter(|source| source.url.is_some());
+        metrics.prime(fetched.map(|source| source.name.as_str()));
+        let liveness = Liveness::start(stall_limit(&settings));
+        let listen = settings.metrics.importer_listen;
+        barge_core::ops::serve(listen, registry, liveness.clone(), shutdown.clone()).await?;
+        let importer = Self::start(settings, aws, liveness, metrics).await?;
+        importer.run(shutdown).await;
+        Ok(())
+    }
+
+    /// [`Importer::new`] reporting to `liveness` and `metrics`.
+    async fn start(
+        settings: Settings,
+        aws: AwsClients,
+        liveness: Liveness,
+        metrics: ImporterMetrics,
+    ) -> Result<Self, StartError> {
         let client = |credentials| {
             http::client(&settings.http, credentials)
                 .map_err(|err| StartError::HttpClient(barge_core::error_chain(&err)))
         };
         let (http, http_with_credentials) = (client(false)?, client(true)?);
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
-        let stall_limit = STALL_LIMIT.max(longest_page(&settings));
+        aws.check_bucket(&settings.storage.bucket).await?;
         Ok(Self {
             settings: Arc::new(settings),
             http,
             http_with_credentials,
             aws,
             queue_url,
-            liveness: Liveness::start(stall_limit),
+            liveness,
+            metrics,
         })
     }
 
@@ -196,6 +236,20 @@ impl Importer {
             .instrument(span.clone())
             .await;
         let _entered = span.enter();
+        let ok = outcome.is_ok();
+        self.metrics
+            .runs
+            .get_or_create(&OutcomeLabels {
+                source: source.name.clone(),
+                outcome: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+        if ok {
+            self.metrics
+                .last_success
+                .get_or_create(&SourceLabel::of(&source.name))
+                .set(barge_core::metrics::unix_seconds(Utc::now()));
+        }
         match &outcome {
             Ok(report) => tracing::info!(
                 pages = report.pages,
@@ -251,7 +305,8 @@ impl Importer {
         };
         let mut requester = http::Requester::new(source, &self.settings.http, client, &self.aws)
             .await?
-            .stop_on(shutdown);
+            .stop_on(shutdown)
+            .counted_in(&self.metrics);
         let mut archiver = Archiver::new(self, &store, source);
         let mut run = Run::default();
         let walked = self
@@ -445,6 +500,7 @@ impl Importer {
                 });
             }
             let _work = self.liveness.work();
+            let started = std::time::Instant::now();
             let number = pager.pages() + 1;
             let fetched_at = Utc::now();
             let mut answer = requester.get(&url, number).await?;
@@ -467,6 +523,17 @@ impl Importer {
                     .await?
             };
             run.records += records;
+            let label = SourceLabel::of(&source.name);
+            let metrics = &self.metrics;
+            metrics.pages.get_or_create(&label).inc();
+            metrics
+                .records_fetched
+                .get_or_create(&label)
+                .inc_by(records);
+            let bytes = answer.received();
+            metrics.fetched_bytes.get_or_create(&label).inc_by(bytes);
+            let took = started.elapsed().as_secs_f64();
+            metrics.fetch_duration.get_or_create(&label).observe(took);
             let info = PageInfo {
                 records,
                 link_next,
@@ -502,6 +569,10 @@ impl Importer {
                 key: message.key.clone(),
                 reason: barge_core::error_chain(&err),
             })?;
+        self.metrics
+            .objects_announced
+            .get_or_create(&SourceLabel::of(&message.source))
+            .inc();
         Ok(())
     }
 }
@@ -516,6 +587,11 @@ fn source_url(source: &Source) -> Result<Url, ImportError> {
         .ok_or_else(|| ImportError::NoUrl {
             source_name: source.name.clone(),
         })
+}
+
+/// How long one piece of work (a page) may take before the importer counts as stuck.
+fn stall_limit(settings: &Settings) -> std::time::Duration {
+    STALL_LIMIT.max(longest_page(settings))
 }
 
 /// The longest one page may take while nothing is wrong: every try timing out twice (connect
@@ -551,4 +627,10 @@ pub enum StartError {
     /// The configured queue does not exist or cannot be reached.
     #[error(transparent)]
     Queue(#[from] QueueUrlError),
+    /// The archive bucket does not answer.
+    #[error(transparent)]
+    Bucket(#[from] barge_core::aws::BucketError),
+    /// The metrics and health endpoint cannot listen.
+    #[error(transparent)]
+    Ops(#[from] barge_core::ops::OpsError),
 }

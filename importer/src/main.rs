@@ -60,10 +60,12 @@ struct DiscoverArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    telemetry::init("info");
     match cli.command {
         Command::Once => {
-            let (importer, shutdown) = start(&cli.settings).await?;
+            let (settings, shutdown, aws) = start(&cli.settings).await?;
+            let importer = Importer::new(settings, aws)
+                .await
+                .context("starting the importer")?;
             let outcomes = importer.run_once(&shutdown).await;
             let mut failed = 0;
             for (source, outcome) in &outcomes {
@@ -82,8 +84,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run => {
-            let (importer, shutdown) = start(&cli.settings).await?;
-            importer.run(shutdown).await;
+            let (settings, shutdown, aws) = start(&cli.settings).await?;
+            Importer::serve(settings, aws, shutdown)
+                .await
+                .context("running the importer")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Discover(args) => {
@@ -92,6 +96,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 (None, None) => Settings::default(),
                 _ => cli.settings.load().context("loading settings")?,
             };
+            telemetry::init("info", settings.log.format);
             let target = match (args.source, args.url) {
                 (Some(name), _) => discover::Target::Source(name),
                 (None, url) => discover::Target::Url(url.unwrap_or_default()),
@@ -107,13 +112,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Loads the settings, installs the signal handlers and starts the importer (its queue
-/// resolved): what `once` and `run` share.
-async fn start(config: &ConfigArgs) -> anyhow::Result<(Importer, CancellationToken)> {
+/// Loads the settings, starts telemetry in their log format, installs the signal handlers and
+/// loads the AWS chain: what `once` and `run` share.
+async fn start(config: &ConfigArgs) -> anyhow::Result<(Settings, CancellationToken, AwsClients)> {
     let settings = config.load().context("loading settings")?;
+    telemetry::init("info", settings.log.format);
     let shutdown = shutdown::on_signal().context("installing signal handlers")?;
-    let importer = Importer::new(settings, AwsClients::from_env().await)
-        .await
-        .context("starting the importer")?;
-    Ok((importer, shutdown))
+    Ok((settings, shutdown, AwsClients::from_env().await))
 }

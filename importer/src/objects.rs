@@ -185,6 +185,7 @@ impl<'a> Archiver<'a> {
             record_count: object.records,
             sha256: barge_core::batch::hex_digest(object.hasher.finalize()),
             fetched_at: object.fetched_at,
+            replay: None,
         };
         let marker = Marker {
             message: message.clone(),

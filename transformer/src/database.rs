@@ -200,14 +200,15 @@ impl Database {
         Ok(drift)
     }
 
-    /// Whether the object is in the ledger, i.e. loaded already.
+    /// Whether the load `replay_id` of the object is in the ledger, i.e. done already.
     pub async fn is_loaded(
         &mut self,
         bucket: &str,
         key: &str,
         sha256: &str,
+        replay_id: &str,
     ) -> Result<bool, DbError> {
-        Ok(ledger::contains(self.client().await?, bucket, key, sha256).await?)
+        Ok(ledger::contains(self.client().await?, bucket, key, sha256, replay_id).await?)
     }
 
     /// Opens the load of an object into `source`'s table: a transaction (with, for a keyed

@@ -122,7 +122,9 @@ impl Plan {
     /// with `/` is a pointer, whose first segment is the top-level key it starts from.
     pub fn new(source: &Source) -> Self {
         let mut readers: HashMap<String, Vec<(usize, Option<String>)>> = HashMap::new();
-        for (index, column) in source.columns.iter().enumerate() {
+        // Lineage columns read nothing from the record.
+        let reading = source.columns.iter().enumerate();
+        for (index, column) in reading.filter(|(_, column)| column.lineage.is_none()) {
             let field = column.json_field();
             let (key, rest) = match field.strip_prefix('/') {
                 Some(pointer) => {

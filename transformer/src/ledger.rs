@@ -6,11 +6,17 @@
 //! An object is identified by bucket, key and SHA-256 (of the bytes read, claimed once the whole
 //! object is read), so new bytes under an old key are a new object while the same bytes are
 //! always the same one: a landing object put again unchanged is a duplicate.
+//!
+//! A load is identified by its object and `replay_id`: empty for the object's own load, the
+//! replay run's id for a load `transformer replay` asked for. So a replay loads an object once
+//! more, and its message, however often SQS delivers it, loads it once.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
-/// Creates the `barge` schema and the ledger, if missing. Run under the DDL advisory lock.
+/// Creates the `barge` schema and the ledger, if missing, and brings a ledger of an earlier
+/// version up to date (the `replay_id` column, part of the primary key). Run under the DDL
+/// advisory lock.
 pub const CREATE_SQL: &str = "
     CREATE SCHEMA IF NOT EXISTS barge;
     CREATE TABLE IF NOT EXISTS barge.loads (
@@ -29,10 +35,26 @@ pub const CREATE_SQL: &str = "
         received_at timestamptz NOT NULL,
         started_at timestamptz NOT NULL DEFAULT now(),
         committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        PRIMARY KEY (bucket, key, sha256)
+        replay_id text NOT NULL DEFAULT '',
+        PRIMARY KEY (bucket, key, sha256, replay_id)
     );
     CREATE INDEX IF NOT EXISTS loads_by_source ON barge.loads (source, committed_at);
+    ALTER TABLE barge.loads ADD COLUMN IF NOT EXISTS replay_id text NOT NULL DEFAULT '';
+    DO $$ BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+            WHERE i.indrelid = 'barge.loads'::regclass AND i.indisprimary
+              AND a.attname = 'replay_id'
+        ) THEN
+            ALTER TABLE barge.loads DROP CONSTRAINT loads_pkey,
+                ADD PRIMARY KEY (bucket, key, sha256, replay_id);
+        END IF;
+    END $$;
 ";
+
+/// The `replay_id` of an object's own load (an importer's message or an S3 event).
+pub const NOT_A_REPLAY: &str = "";
 
 /// What the ledger records of one object's load.
 #[derive(Debug, Clone)]
@@ -51,6 +73,8 @@ pub struct LedgerEntry {
     pub message_id: String,
     /// When this transformer received that message.
     pub received_at: DateTime<Utc>,
+    /// [`NOT_A_REPLAY`], or the id of the replay run that asked for this load.
+    pub replay_id: String,
 }
 
 /// What a load did, known once the object has been read to its end.
@@ -68,17 +92,20 @@ pub struct LoadCounts {
     pub rejects_url: Option<String>,
 }
 
-/// Whether the object is already loaded.
+/// Whether the object is already loaded (by the replay `replay_id`, or by its own load when that
+/// is [`NOT_A_REPLAY`]).
 pub async fn contains(
     client: &impl GenericClient,
     bucket: &str,
     key: &str,
     sha256: &str,
+    replay_id: &str,
 ) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT 1 FROM barge.loads WHERE bucket = $1 AND key = $2 AND sha256 = $3",
-            &[&bucket, &key, &sha256],
+            "SELECT 1 FROM barge.loads \
+             WHERE bucket = $1 AND key = $2 AND sha256 = $3 AND replay_id = $4",
+            &[&bucket, &key, &sha256, &replay_id],
         )
         .await?;
     Ok(row.is_some())
@@ -95,9 +122,9 @@ pub async fn claim(
         .execute(
             "INSERT INTO barge.loads (bucket, key, sha256, source, fetched_at, records_read, \
              records_loaded, records_rejected, rows_changed, rejects_url, message_id, \
-             transformer_version, received_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, NULL, $6, $7, $8) \
-             ON CONFLICT (bucket, key, sha256) DO NOTHING",
+             transformer_version, received_at, replay_id) \
+             VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, NULL, $6, $7, $8, $9) \
+             ON CONFLICT (bucket, key, sha256, replay_id) DO NOTHING",
             &[
                 &entry.bucket,
                 &entry.key,
@@ -107,6 +134,7 @@ pub async fn claim(
                 &entry.message_id,
                 &env!("CARGO_PKG_VERSION"),
                 &entry.received_at,
+                &entry.replay_id,
             ],
         )
         .await?;
@@ -125,7 +153,7 @@ pub async fn finish(
             "UPDATE barge.loads SET records_read = $4, records_loaded = $5, \
              records_rejected = $6, rows_changed = $7, rejects_url = $8, \
              committed_at = clock_timestamp() \
-             WHERE bucket = $1 AND key = $2 AND sha256 = $3",
+             WHERE bucket = $1 AND key = $2 AND sha256 = $3 AND replay_id = $9",
             &[
                 &entry.bucket,
                 &entry.key,
@@ -135,6 +163,7 @@ pub async fn finish(
                 &wide(counts.records_rejected),
                 &wide(counts.rows_changed),
                 &counts.rejects_url,
+                &entry.replay_id,
             ],
         )
         .await?;

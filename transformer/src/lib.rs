@@ -7,19 +7,22 @@
 //! - [`queue`]: receive, delete, hand back, and the heartbeat that keeps held messages invisible;
 //! - [`notice`]: what a message body announces (a batch message, an S3 event, S3's test event);
 //! - [`load`]: one object streamed from S3 through the decoder into COPY, nothing held whole;
-//! - [`decode`] and [`record`]: one record's JSON text onto typed cells;
+//! - [`decode`] and [`record`]: one record's JSON text onto typed cells, with [`numbers`] and
+//!   `times` for the values that must arrive exactly;
 //! - [`copy`]: cells encoded as PostgreSQL's binary COPY rows;
 //! - [`rejects`]: records that do not fit, spooled and written to S3 as NDJSON;
 //! - [`database`] and [`ledger`]: tables, the load transaction, and the exactly-once ledger;
 //! - [`schema`]: live tables checked against their declarations at start-up;
 //! - [`dead_letter`]: the dead-letter queue, for messages no retry can help;
-//! - [`error`]: what can go wrong with a message, and which class it is.
+//! - [`error`]: what can go wrong with a message, and which class it is;
+//! - [`ops`]: the operator's tools (`status`, `replay`, `dlq peek|redrive`).
 
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use barge_core::aws::{AwsClients, QueueUrlError};
+use barge_core::metrics::{ClassLabel, QueueLabels, TransformerMetrics};
 use barge_core::service::{Liveness, STALL_LIMIT};
 use barge_core::{BatchMessage, Settings};
 use chrono::{DateTime, Utc};
@@ -34,10 +37,13 @@ mod error;
 mod ledger;
 mod load;
 pub mod notice;
+pub mod numbers;
+pub mod ops;
 mod queue;
 pub mod record;
 pub mod rejects;
 mod schema;
+mod times;
 
 use database::{Database, Sessions};
 use dead_letter::{DeadLetterError, DeadLetters};
@@ -71,8 +77,10 @@ pub struct Transformer {
     dead_letters: DeadLetters,
     /// One PostgreSQL session per object loaded at the same time.
     sessions: Sessions,
-    /// READY and the watchdog, for systemd.
+    /// READY and the watchdog, for systemd and `/health/ready`.
     liveness: Liveness,
+    /// What `/metrics` reports.
+    metrics: TransformerMetrics,
 }
 
 /// An object whose rows are committed.
@@ -216,6 +224,12 @@ pub enum StartError {
     /// Live tables differ from their sources' declarations.
     #[error("{}", schema_drift_text(.0))]
     SchemaDrift(Vec<(String, Vec<String>)>),
+    /// The archive bucket does not answer.
+    #[error(transparent)]
+    Bucket(#[from] barge_core::aws::BucketError),
+    /// The metrics and health endpoint cannot listen.
+    #[error(transparent)]
+    Ops(#[from] barge_core::ops::OpsError),
 }
 
 fn schema_drift_text(drift: &[(String, Vec<String>)]) -> String {
@@ -251,10 +265,47 @@ impl Attempts {
 
 impl Transformer {
     /// Reads the database password from its file or secret, resolves the queue and its
-    /// dead-letter queue, reads the queue's visibility timeout (the heartbeat's rhythm), creates
-    /// the ledger and missing tables and checks existing ones against their declarations, so
-    /// that a misconfiguration fails at start-up rather than on the first message.
+    /// dead-letter queue, reads the queue's visibility timeout (the heartbeat's rhythm), checks
+    /// that the bucket answers, creates the ledger and missing tables and checks existing ones
+    /// against their declarations, so that a misconfiguration fails at start-up rather than on
+    /// the first message. Its metrics are counted but not served.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
+        Self::start(
+            settings,
+            aws,
+            Liveness::start(STALL_LIMIT),
+            TransformerMetrics::default(),
+        )
+        .await
+    }
+
+    /// `transformer run`: serves `/metrics` and the health endpoints on
+    /// `metrics.transformer_listen` first (not ready yet), then starts as [`Transformer::new`]
+    /// does and runs the daemon loop until `shutdown` ([`Transformer::run`]), ready from then on.
+    pub async fn serve(
+        settings: Settings,
+        aws: AwsClients,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StartError> {
+        let metrics = TransformerMetrics::default();
+        let mut registry = barge_core::metrics::registry();
+        metrics.register(&mut registry);
+        metrics.prime(settings.sources.iter().map(|source| source.name.as_str()));
+        let liveness = Liveness::start(STALL_LIMIT);
+        let listen = settings.metrics.transformer_listen;
+        barge_core::ops::serve(listen, registry, liveness.clone(), shutdown.clone()).await?;
+        let transformer = Self::start(settings, aws, liveness, metrics).await?;
+        transformer.run(shutdown).await;
+        Ok(())
+    }
+
+    /// [`Transformer::new`] reporting to `liveness` and `metrics`.
+    async fn start(
+        settings: Settings,
+        aws: AwsClients,
+        liveness: Liveness,
+        metrics: TransformerMetrics,
+    ) -> Result<Self, StartError> {
         let mut database = Database::new(settings.database.clone(), aws.secrets.clone()).await?;
         let queue_url = aws.queue_url(&settings.queue.queue).await?;
         let attributes_error = |reason: String| StartError::QueueAttributes {
@@ -290,6 +341,7 @@ impl Transformer {
             redrive.as_deref(),
         )
         .await?;
+        aws.check_bucket(&settings.storage.bucket).await?;
         let drift = database
             .ensure_tables(&settings.sources)
             .await
@@ -309,7 +361,8 @@ impl Transformer {
             settings,
             aws,
             dead_letters,
-            liveness: Liveness::start(STALL_LIMIT),
+            liveness,
+            metrics,
         })
     }
 
@@ -322,6 +375,7 @@ impl Transformer {
         tracing::info!(queue_url = %self.queue.url(), "polling for batches");
         self.liveness
             .ready(&format!("polling {} for batches", self.queue.url()));
+        let _depths = self.watch_depths();
         let wait = self.settings.queue.wait_seconds;
         let grace = self.settings.transformer.shutdown_grace;
         let mut receive_delays = retry_delays();
@@ -333,7 +387,7 @@ impl Transformer {
                 received = self.queue.receive(wait) => received,
             };
             drop(receiving);
-            let messages = match received {
+            let messages = match self.observe(received).await {
                 Ok(messages) => {
                     receive_delays = retry_delays();
                     messages
@@ -371,7 +425,9 @@ impl Transformer {
         let mut report = Report::default();
         let never = CancellationToken::new();
         loop {
-            let messages = self.queue.receive(DRAIN_WAIT_SECONDS).await?;
+            let messages = self
+                .observe(self.queue.receive(DRAIN_WAIT_SECONDS).await)
+                .await?;
             if messages.is_empty() {
                 return Ok(report);
             }
@@ -407,6 +463,7 @@ impl Transformer {
             .collect()
             .await;
         self.queue.delete_done().await;
+        self.metrics.in_flight.set(self.queue.held().await as i64);
         let mut report = Report::default();
         for handled in handled {
             report.record(handled);
@@ -525,6 +582,10 @@ impl Transformer {
         match self.dead_letters.send(message, &error).await {
             Ok(()) => {
                 self.queue.delete(std::slice::from_ref(message)).await;
+                let class = ClassLabel {
+                    class: error.kind(),
+                };
+                self.metrics.dead_lettered.get_or_create(&class).inc();
                 tracing::error!(
                     error = %error,
                     class = error.kind(),
@@ -674,18 +735,21 @@ impl Transformer {
         message_id: &str,
         received_at: DateTime<Utc>,
     ) -> Result<Done, ProcessError> {
+        let started = std::time::Instant::now();
         let key = announced.key.as_str();
         let database_error = |err: &barge_core::settings::DbError,
                               rejects: Option<&rejects::Rejects>| {
             ProcessError::database(key, &source.table, err, rejects)
         };
+        let replay_id = replay_id(announced, source);
         if let Some(sha256) = &announced.sha256
             && database
-                .is_loaded(&announced.bucket, key, sha256)
+                .is_loaded(&announced.bucket, key, sha256, &replay_id)
                 .await
                 .map_err(|err| database_error(&err, None))?
         {
             tracing::info!("already loaded; duplicate message deleted");
+            self.metrics.object(&source.name, "duplicate");
             return Ok(Done::Duplicate(key.to_owned()));
         }
         let Some(opened) = load::open(&self.aws, announced).await? else {
@@ -694,8 +758,10 @@ impl Transformer {
                 "the key holds other bytes than this event's (put again since): acknowledged \
                  without loading; the newer event loads them"
             );
+            self.metrics.object(&source.name, "superseded");
             return Ok(Done::Superseded(key.to_owned()));
         };
+        let length = opened.length;
         let mut pipeline = load::Pipeline::start(
             opened,
             announced,
@@ -710,10 +776,13 @@ impl Transformer {
         let copied = load.copy(&mut pipeline.chunks).await;
         let (tally, read) = pipeline.finish(announced, copied.is_err()).await;
         let digest = read?;
+        let label = barge_core::metrics::SourceLabel::of(&source.name);
+        self.metrics.read_bytes.get_or_create(&label).inc_by(length);
         let copied = copied.map_err(|err| database_error(&err, Some(&tally.rejects)))?;
         let sha256 = digest.expect("the download is read to its end whenever the COPY succeeds");
         let rejected = tally.rejects.count();
         if rejected as f64 > source.max_reject_ratio * tally.records as f64 {
+            self.metrics.object(&source.name, "rejected");
             return Err(ProcessError::TooManyRejects {
                 key: key.to_owned(),
                 rejected,
@@ -735,6 +804,7 @@ impl Transformer {
             fetched_at: announced.fetched_at,
             message_id: message_id.to_owned(),
             received_at,
+            replay_id,
         };
         let Some(claimed) = load
             .claim(entry)
@@ -742,6 +812,7 @@ impl Transformer {
             .map_err(|err| database_error(&err, None))?
         else {
             tracing::info!(%sha256, "already loaded (by another message or transformer); nothing loaded again");
+            self.metrics.object(&source.name, "duplicate");
             return Ok(Done::Duplicate(key.to_owned()));
         };
         let rejects_url = write_rejects(
@@ -763,6 +834,8 @@ impl Transformer {
             .commit(copied, counts)
             .await
             .map_err(|err| database_error(&err, None))?;
+        self.metrics
+            .loaded(&source.name, tally.loaded, rejected, started.elapsed());
         let loaded = Loaded {
             source: source.name.clone(),
             key: key.to_owned(),
@@ -780,6 +853,127 @@ impl Transformer {
             "batch committed"
         );
         Ok(Done::Loaded(loaded))
+    }
+}
+
+/// The ledger's `replay_id` of a load of `announced`: its replay's id, so that a replay loads the
+/// object once more. An append-only source's rows have no key to merge on, so loading an object
+/// again would duplicate them: there a replay counts as the object's own load, which loads only
+/// an object never loaded (`transformer replay` refuses such sources; this guards the table
+/// against a replay message from anywhere else).
+fn replay_id(announced: &Announced, source: &barge_core::Source) -> String {
+    match &announced.replay {
+        Some(replay) if source.is_keyed() => replay.clone(),
+        Some(_) => {
+            tracing::warn!(
+                "replay of an append-only source: loaded only if the object never was (its rows \
+                 would be duplicated)"
+            );
+            ledger::NOT_A_REPLAY.to_owned()
+        }
+        None => ledger::NOT_A_REPLAY.to_owned(),
+    }
+}
+
+impl Transformer {
+    /// Counts a receive's answer: empty or not, how long its messages had waited, how many this
+    /// transformer holds now.
+    async fn observe(
+        &self,
+        received: Result<Vec<Message>, ReceiveError>,
+    ) -> Result<Vec<Message>, ReceiveError> {
+        let messages = received?;
+        let metrics = &self.metrics;
+        metrics.receives.inc();
+        if messages.is_empty() {
+            metrics.empty_receives.inc();
+        }
+        let now = Utc::now().timestamp_millis();
+        let waits: Vec<f64> = messages
+            .iter()
+            .filter_map(|message| {
+                let sent = message
+                    .attributes()?
+                    .get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)?;
+                let sent: i64 = sent.parse().ok()?;
+                Some((now - sent).max(0) as f64 / 1000.0)
+            })
+            .collect();
+        for wait in &waits {
+            metrics.queue_wait.observe(*wait);
+        }
+        if let Some(oldest) = waits.into_iter().reduce(f64::max) {
+            metrics.oldest_received_age.set(oldest);
+        }
+        metrics.in_flight.set(self.queue.held().await as i64);
+        Ok(messages)
+    }
+
+    /// Reads the depth of the queue and the dead-letter queue every
+    /// `metrics.queue_poll_interval` into `barge_queue_messages`, until the guard drops.
+    fn watch_depths(&self) -> tokio_util::sync::DropGuard {
+        let stop = CancellationToken::new();
+        let queues = [
+            ("main", self.queue.url().to_owned()),
+            ("dead_letter", self.dead_letters.url().to_owned()),
+        ];
+        let (sqs, metrics) = (self.aws.sqs.clone(), self.metrics.clone());
+        let every = self.settings.metrics.queue_poll_interval;
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    _ = ticks.tick() => {}
+                }
+                for (queue, url) in &queues {
+                    read_depth(&sqs, &metrics, queue, url).await;
+                }
+            }
+        });
+        stop.drop_guard()
+    }
+}
+
+/// Sets `barge_queue_messages{queue}` from the queue's approximate counts; a failure is logged
+/// and leaves the last values.
+async fn read_depth(
+    sqs: &aws_sdk_sqs::Client,
+    metrics: &TransformerMetrics,
+    queue: &'static str,
+    url: &str,
+) {
+    let states = [
+        ("visible", QueueAttributeName::ApproximateNumberOfMessages),
+        (
+            "not_visible",
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ),
+        (
+            "delayed",
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ),
+    ];
+    let request = states.iter().fold(
+        sqs.get_queue_attributes().queue_url(url),
+        |request, (_, name)| request.attribute_names(name.clone()),
+    );
+    let attributes = match request.send().await {
+        Ok(output) => output.attributes.unwrap_or_default(),
+        Err(err) => {
+            tracing::warn!(queue_url = %url, error = %barge_core::error_chain(&err), "cannot read the queue's depth");
+            return;
+        }
+    };
+    for (state, name) in states {
+        if let Some(count) = attributes.get(&name).and_then(|n| n.parse::<i64>().ok()) {
+            metrics
+                .queue_messages
+                .get_or_create(&QueueLabels { queue, state })
+                .set(count);
+        }
     }
 }
 

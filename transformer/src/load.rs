@@ -27,7 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::copy::CopyEncoder;
 use crate::error::{self, FailureClass, GetFailure, ProcessError};
-use crate::record::{RecordMapper, pg_type};
+use crate::record::{Origin, RecordMapper, pg_type};
 use crate::rejects::Rejects;
 
 /// Chunks in flight between two stages: enough to keep each busy, few enough to bound memory.
@@ -56,6 +56,8 @@ pub struct Announced {
     /// The SHA-256 its bytes must have (a batch's message says); none for a landing object,
     /// whose identity is the digest of whatever it holds.
     pub sha256: Option<String>,
+    /// The replay run that announced the object again (`transformer replay`), if it did.
+    pub replay: Option<String>,
 }
 
 impl Announced {
@@ -69,6 +71,7 @@ impl Announced {
             source: batch.source.clone(),
             fetched_at: batch.fetched_at,
             sha256: Some(batch.sha256.clone()),
+            replay: batch.replay.clone(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Announced {
             source: source.name.clone(),
             fetched_at: object.event_time,
             sha256: None,
+            replay: None,
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct Opened {
     body: ByteStream,
     gzip: bool,
     layout: RecordLayout,
+    /// The object's size as stored, for `barge_transformer_read_bytes_total`.
+    pub length: u64,
 }
 
 /// Requests the object (the announced version, if any, or the announced ETag); `None` when the
@@ -153,6 +159,7 @@ pub async fn open(
     Ok(Some(Opened {
         layout: RecordLayout::of(&key, object.content_type()),
         gzip,
+        length: object.content_length().unwrap_or_default().max(0) as u64,
         body: object.body,
     }))
 }
@@ -212,7 +219,11 @@ impl Pipeline {
         )));
         let reader = Reader {
             source: source.clone(),
-            fetched_at: announced.fetched_at,
+            origin: Origin {
+                bucket: announced.bucket.clone(),
+                key: announced.key.clone(),
+                fetched_at: announced.fetched_at,
+            },
             layout: opened.layout,
             gzip: opened.gzip,
             max_record_bytes: limits.max_record_bytes,
@@ -373,7 +384,7 @@ impl BufRead for ChannelReader {
 /// Decodes an object's records into COPY data, on a blocking thread.
 struct Reader {
     source: Source,
-    fetched_at: chrono::DateTime<chrono::Utc>,
+    origin: Origin,
     layout: RecordLayout,
     gzip: bool,
     max_record_bytes: usize,
@@ -408,14 +419,14 @@ impl Reader {
         chunks: &mpsc::Sender<Bytes>,
         tally: &mut Tally,
     ) -> Result<(), ReadError> {
-        let mapper = RecordMapper::new(&self.source);
+        let mapper = RecordMapper::new(&self.source, self.origin.clone());
         let types = self
             .source
             .columns
             .iter()
             .map(|c| pg_type(c.column_type))
             .collect();
-        let mut encoder = CopyEncoder::new(types, self.fetched_at);
+        let mut encoder = CopyEncoder::new(types, self.origin.fetched_at);
         let mut splitter = Splitter::new(self.layout, self.max_record_bytes);
         let mut on_record = |text: &str| -> Result<(), ReadError> {
             let index = tally.records;
@@ -516,13 +527,17 @@ mod tests {
             ("doc", ColumnType::Jsonb),
             ("at", ColumnType::Timestamptz),
             ("day", ColumnType::Date),
+            ("num", ColumnType::Numeric(None)),
+            ("uid", ColumnType::Uuid),
+            ("naive", ColumnType::Timestamp),
+            ("clock", ColumnType::Time),
+            ("tags", ColumnType::Array(barge_core::Element::Text)),
         ]
         .into_iter()
         .map(|(name, column_type)| Column {
-            name: name.into(),
-            column_type,
-            field: None,
             nullable: name != "id",
+            nullable_elements: name == "tags",
+            ..Column::new(name, column_type)
         })
         .collect();
         source
@@ -532,11 +547,11 @@ mod tests {
     /// bytes chunk boundaries will split), NULLs and missing fields, the types' extremes.
     fn records() -> Vec<String> {
         let mut records = vec![
-            r#"{"id":1,"i4":-2147483648,"i2":32767,"f8":1.5e300,"f4":0.25,"txt":"caf\u00e9 \ud83d\ude80 \"q\" back\\slash\nnew\ttab \/","flag":true,"doc":{"k":["é",1.0,null,{"n":-0}]},"at":"2026-11-25T10:11:12.123456+05:30","day":"2026-02-28"}"#.to_owned(),
+            r#"{"id":1,"i4":-2147483648,"i2":32767,"f8":1.5e300,"f4":0.25,"txt":"caf\u00e9 \ud83d\ude80 \"q\" back\\slash\nnew\ttab \/","flag":true,"doc":{"k":["é",1.0,null,{"n":-0}]},"at":"2026-11-25T10:11:12.123456+05:30","day":"2026-02-28","num":123456789012345678901234567890.123456789,"uid":"67E55044-10B1-426F-9247-BB680E5FE0C8","naive":"2024-02-29T23:59:59.123456","clock":"07:05:00.5","tags":["a","b\"c",null,"\u00e9"]}"#.to_owned(),
             r#"{"id":2,"i4":null,"i2":null,"f8":null,"f4":null,"txt":null,"flag":null,"doc":null,"at":null,"day":null}"#.to_owned(),
             r#"{"id":3}"#.to_owned(),
             r#"{"id":4,"txt":"日本語テキスト🚀🚀","doc":"just a string \u0041","f8":-0.0,"day":"0001-01-01","at":"1970-01-01T00:00:00Z","flag":false}"#.to_owned(),
-            r#"{"id":5,"txt":"","doc":[],"i4":2147483647,"i2":-32768,"f8":1.2345e20}"#.to_owned(),
+            r#"{"id":5,"txt":"","doc":[],"i4":2147483647,"i2":-32768,"f8":1.2345e20,"num":-1e-30,"tags":[]}"#.to_owned(),
         ];
         let mut rng = fastrand::Rng::with_seed(8);
         for id in 6..200 {
@@ -551,8 +566,10 @@ mod tests {
                 })
                 .collect();
             records.push(format!(
-                r#"{{"id":{id},"txt":"{text}","doc":{{"t":"{text}"}},"i4":{}}}"#,
-                rng.i32(..)
+                r#"{{"id":{id},"txt":"{text}","doc":{{"t":"{text}"}},"i4":{},"num":{}.{:0>3},"tags":["{text}"]}}"#,
+                rng.i32(..),
+                rng.i64(..),
+                rng.u16(0..1000)
             ));
         }
         records
@@ -594,7 +611,11 @@ mod tests {
         let (chunks_in, mut chunks) = mpsc::channel(IN_FLIGHT);
         let reader = Reader {
             source: source.clone(),
-            fetched_at: "2026-11-25T00:00:00Z".parse().unwrap(),
+            origin: Origin {
+                bucket: "b".into(),
+                key: "k".into(),
+                fetched_at: "2026-11-25T00:00:00Z".parse().unwrap(),
+            },
             layout: RecordLayout::Array,
             gzip,
             max_record_bytes: 1 << 20,
@@ -646,7 +667,11 @@ mod tests {
                 "INSERT INTO expected SELECT (j->>'id')::bigint, (j->>'i4')::integer,
                    (j->>'i2')::smallint, (j->>'f8')::float8, (j->>'f4')::real, j->>'txt',
                    (j->>'flag')::boolean, CASE WHEN j->'doc' = 'null' THEN NULL ELSE j->'doc' END,
-                   (j->>'at')::timestamptz, (j->>'day')::date, '2026-11-25T00:00:00Z'
+                   (j->>'at')::timestamptz, (j->>'day')::date, (j->>'num')::numeric,
+                   (j->>'uid')::uuid, (j->>'naive')::timestamp, (j->>'clock')::time,
+                   CASE WHEN j ? 'tags'
+                     THEN ARRAY(SELECT jsonb_array_elements_text(j->'tags')) END,
+                   '2026-11-25T00:00:00Z'
                  FROM json_text, jsonb_array_elements(doc::jsonb) AS e(j)",
             )
             .await

@@ -90,6 +90,9 @@ impl Queue {
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+            )
             .send()
             .await
             .map_err(|err| ReceiveError {
@@ -109,6 +112,11 @@ impl Queue {
             );
         }
         Ok(messages)
+    }
+
+    /// How many messages this transformer holds.
+    pub async fn held(&self) -> usize {
+        self.held.lock().await.len()
     }
 
     /// Marks `message`'s work as started; `false` when it is no longer held (handed back
@@ -248,7 +256,8 @@ pub fn id(message: &Message) -> &str {
     message.message_id().unwrap_or_default()
 }
 
-fn receipt(message: &Message) -> &str {
+/// A message's receipt handle (SQS always sets it on a received message).
+pub fn receipt(message: &Message) -> &str {
     message.receipt_handle().unwrap_or_default()
 }
 

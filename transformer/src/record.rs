@@ -1,23 +1,26 @@
 //! Mapping one JSON record onto a source's typed columns. Each JSON value must already have the
-//! shape the column type expects: a surprising value is an error naming the field, never a guess,
-//! and a value is never altered to fit (no rounding, no stripped characters, no wrapping).
-
-use std::error::Error;
+//! shape the column type expects, or the one its declared conversion takes: a surprising value
+//! is an error naming the field, never a guess, and a value is never altered to fit (no
+//! rounding, no stripped characters, no shifted time zones).
 
 use std::borrow::Cow;
+use std::error::Error;
 
-use barge_core::{Column, ColumnType, Source, json_kind};
+use barge_core::{Column, ColumnType, Convert, Element, Lineage, Source, json_kind};
+use base64::Engine;
 use bytes::BytesMut;
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde_json::Value;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::decode::{Field, Plan};
+use crate::numbers::{self, Integer, Numeric};
+use crate::times::{self, TimeError, TimeForm};
 
 /// One typed value ready for binary COPY; text borrows from the record's JSON text when it can.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell<'a> {
-    /// SQL `NULL` (nullable columns only).
+    /// SQL `NULL` (nullable columns and elements only).
     Null,
     /// `bigint`.
     Int8(i64),
@@ -29,6 +32,8 @@ pub enum Cell<'a> {
     Float8(f64),
     /// `real`.
     Float4(f32),
+    /// `numeric`.
+    Numeric(Numeric),
     /// `text`.
     Text(Cow<'a, str>),
     /// `boolean`.
@@ -37,8 +42,18 @@ pub enum Cell<'a> {
     Json(Value),
     /// `timestamptz`.
     Timestamp(DateTime<Utc>),
+    /// `timestamp` (without time zone).
+    NaiveTimestamp(NaiveDateTime),
     /// `date`.
     Date(NaiveDate),
+    /// `time` (without time zone).
+    Time(NaiveTime),
+    /// `uuid`.
+    Uuid(uuid::Uuid),
+    /// `bytea`.
+    Bytes(Vec<u8>),
+    /// An array of one element type.
+    Array(Vec<Cell<'a>>),
 }
 
 /// Why a record does not fit the declared columns; the caller adds the object key.
@@ -80,32 +95,60 @@ pub fn pg_type(column_type: ColumnType) -> Type {
         ColumnType::Smallint => Type::INT2,
         ColumnType::DoublePrecision => Type::FLOAT8,
         ColumnType::Real => Type::FLOAT4,
+        ColumnType::Numeric(_) => Type::NUMERIC,
         ColumnType::Text => Type::TEXT,
         ColumnType::Boolean => Type::BOOL,
         ColumnType::Jsonb => Type::JSONB,
         ColumnType::Timestamptz => Type::TIMESTAMPTZ,
+        ColumnType::Timestamp => Type::TIMESTAMP,
         ColumnType::Date => Type::DATE,
+        ColumnType::Time => Type::TIME,
+        ColumnType::Uuid => Type::UUID,
+        ColumnType::Bytea => Type::BYTEA,
+        ColumnType::Array(element) => match element {
+            Element::Text => Type::TEXT_ARRAY,
+            Element::Bigint => Type::INT8_ARRAY,
+            Element::Integer => Type::INT4_ARRAY,
+            Element::DoublePrecision => Type::FLOAT8_ARRAY,
+            Element::Numeric(_) => Type::NUMERIC_ARRAY,
+            Element::Boolean => Type::BOOL_ARRAY,
+            Element::Uuid => Type::UUID_ARRAY,
+            Element::Timestamptz => Type::TIMESTAMPTZ_ARRAY,
+        },
     }
 }
 
-/// Maps records of one source onto its columns, in declaration order.
+/// Where an object's records come from, for lineage columns.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The object's bucket.
+    pub bucket: String,
+    /// The object's key.
+    pub key: String,
+    /// When the batch was fetched.
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Maps records of one source (from one object) onto its columns, in declaration order.
 #[derive(Debug)]
 pub struct RecordMapper<'s> {
     source: &'s Source,
+    origin: Origin,
     plan: Plan,
 }
 
 impl<'s> RecordMapper<'s> {
-    /// A mapper for `source`'s columns.
-    pub fn new(source: &'s Source) -> Self {
+    /// A mapper for `source`'s columns, of records from `origin`.
+    pub fn new(source: &'s Source, origin: Origin) -> Self {
         Self {
             source,
+            origin,
             plan: Plan::new(source),
         }
     }
 
     /// Decodes record `index` (its JSON text) and maps it onto the columns.
-    pub fn map<'t>(&self, index: u64, text: &'t str) -> Result<Vec<Cell<'t>>, RecordError> {
+    pub fn map<'t>(&'t self, index: u64, text: &'t str) -> Result<Vec<Cell<'t>>, RecordError> {
         let whole = |problem| RecordError {
             index,
             at: FieldRef::default(),
@@ -125,18 +168,34 @@ impl<'s> RecordMapper<'s> {
             .map_err(|err| whole(format!("cannot be decoded: {err}")))?;
         let mut cells = Vec::with_capacity(self.source.columns.len());
         for (column_index, column) in self.source.columns.iter().enumerate() {
-            let field = decoded.take(&self.plan, column_index);
-            let cell = map_field(column, field).map_err(|problem| RecordError {
-                index,
-                at: FieldRef {
-                    field: column.json_field().to_owned(),
-                    column: column.name.clone(),
-                },
-                problem,
-            })?;
+            let cell = match column.lineage {
+                Some(lineage) => self.lineage(lineage, index),
+                None => {
+                    let field = decoded.take(&self.plan, column_index);
+                    map_field(column, field).map_err(|problem| RecordError {
+                        index,
+                        at: FieldRef {
+                            field: column.json_field().to_owned(),
+                            column: column.name.clone(),
+                        },
+                        problem,
+                    })?
+                }
+            };
             cells.push(cell);
         }
         Ok(cells)
+    }
+
+    fn lineage(&self, lineage: Lineage, index: u64) -> Cell<'_> {
+        match lineage {
+            Lineage::Source => Cell::Text(Cow::Borrowed(&self.source.name)),
+            Lineage::FetchedAt => Cell::Timestamp(self.origin.fetched_at),
+            Lineage::Bucket => Cell::Text(Cow::Borrowed(&self.origin.bucket)),
+            Lineage::Key => Cell::Text(Cow::Borrowed(&self.origin.key)),
+            // An object holding more than 2^63 records cannot be read in this universe.
+            Lineage::RecordIndex => Cell::Int8(i64::try_from(index).unwrap_or(i64::MAX)),
+        }
     }
 }
 
@@ -147,32 +206,80 @@ fn map_field<'t>(column: &Column, field: Option<Field<'t>>) -> Result<Cell<'t>, 
         Some(Field::Null) => return Err("null, and the column is not nullable".into()),
         Some(field) => field,
     };
-    let expected = column.column_type.expected_json();
-    let mismatch = |field: &Field<'_>| format!("expected {expected}, found {}", describe(field));
+    let ColumnType::Array(element) = column.column_type else {
+        return map_scalar(column, column.column_type, field);
+    };
+    let Field::Compound(Value::Array(values)) = field else {
+        return Err(format!(
+            "expected {}, found {}",
+            column.expected_form(),
+            describe(&field)
+        ));
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(position, value)| match Field::from_value(value) {
+            Field::Null if column.nullable_elements => Ok(Cell::Null),
+            Field::Null => Err(format!(
+                "element {position} is null, and the column does not declare nullable_elements"
+            )),
+            element_field => map_scalar(column, element.scalar(), element_field)
+                .map_err(|problem| format!("element {position}: {problem}")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Cell::Array)
+}
+
+/// Maps a non-null field onto `scalar`, the column's type or its element type.
+fn map_scalar<'t>(
+    column: &Column,
+    scalar: ColumnType,
+    field: Field<'t>,
+) -> Result<Cell<'t>, String> {
+    let mismatch = |field: &Field<'_>| {
+        format!(
+            "expected {}, found {}",
+            column.expected_form(),
+            describe(field)
+        )
+    };
+    let out_of_range = |text: &str| format!("{} is out of range for {scalar}", shorten(text));
+    // The value's text when it is a number, or, with `convert = "string"`, a string holding one.
     let number = |field: &Field<'t>| match field {
         Field::Number(text) => Ok(text.clone()),
+        Field::String(text) if column.convert == Some(Convert::String) && is_json_number(text) => {
+            Ok(text.clone())
+        }
         other => Err(mismatch(other)),
-    };
-    let string = |field: Field<'t>| match field {
-        Field::String(text) => Ok(text),
-        other => Err(mismatch(&other)),
-    };
-    let out_of_range = |text: &str| {
-        format!(
-            "{} is out of range for {}",
-            shorten(text),
-            column.column_type.sql_name()
-        )
     };
     let exact_integer = |field: &Field<'t>| {
         let text = number(field)?;
-        match integer(&text) {
+        match numbers::integer(&text) {
             Integer::Exact(wide) => Ok((wide, text)),
             Integer::NotOne => Err(mismatch(field)),
             Integer::OutOfRange => Err(out_of_range(&text)),
         }
     };
-    Ok(match column.column_type {
+    let form = match (column.convert, column.format.as_deref()) {
+        (Some(unit @ (Convert::EpochSeconds | Convert::EpochMilliseconds)), _) => {
+            TimeForm::Epoch(unit)
+        }
+        (_, Some(format)) => TimeForm::Format(format),
+        _ => TimeForm::Iso,
+    };
+    // The text a time column parses: a string, or a number for the epoch conversions.
+    let time_text = |field: &Field<'t>| match (form, field) {
+        (TimeForm::Epoch(_), Field::Number(text)) => Ok(text.clone()),
+        (TimeForm::Iso | TimeForm::Format(_), Field::String(text)) => Ok(text.clone()),
+        (_, other) => Err(mismatch(other)),
+    };
+    let time_error = |error: TimeError| match error {
+        TimeError::Form(None) => mismatch(&field),
+        TimeError::Form(Some(reason)) => format!("{} ({reason})", mismatch(&field)),
+        TimeError::Value(problem) => format!("{} {problem}", describe(&field)),
+    };
+    Ok(match scalar {
         ColumnType::Bigint => Cell::Int8(exact_integer(&field)?.0),
         ColumnType::Integer => {
             let (wide, text) = exact_integer(&field)?;
@@ -182,15 +289,14 @@ fn map_field<'t>(column: &Column, field: Option<Field<'t>>) -> Result<Cell<'t>, 
             let (wide, text) = exact_integer(&field)?;
             Cell::Int2(i16::try_from(wide).map_err(|_| out_of_range(&text))?)
         }
-        ColumnType::DoublePrecision => Cell::Float8(double(&number(&field)?)?),
-        ColumnType::Real => Cell::Float4(real(&number(&field)?)?),
-        ColumnType::Text => {
-            let text = string(field)?;
-            if text.contains('\0') {
-                return Err(NUL_PROBLEM.into());
-            }
-            Cell::Text(text)
-        }
+        ColumnType::DoublePrecision => Cell::Float8(numbers::double(&number(&field)?)?),
+        ColumnType::Real => Cell::Float4(numbers::real(&number(&field)?)?),
+        ColumnType::Numeric(limits) => Cell::Numeric(Numeric::parse(&number(&field)?, limits)?),
+        ColumnType::Text => match field {
+            Field::String(text) if text.contains('\0') => return Err(NUL_PROBLEM.into()),
+            Field::String(text) => Cell::Text(text),
+            other => return Err(mismatch(&other)),
+        },
         ColumnType::Boolean => match field {
             Field::Bool(value) => Cell::Bool(value),
             other => return Err(mismatch(&other)),
@@ -203,83 +309,41 @@ fn map_field<'t>(column: &Column, field: Option<Field<'t>>) -> Result<Cell<'t>, 
             Cell::Json(value)
         }
         ColumnType::Timestamptz => {
-            let described = describe(&field);
-            let text = string(field)?;
-            let parsed = DateTime::parse_from_rfc3339(&text)
-                .map_err(|_| format!("expected {expected}, found {described}"))?;
-            if parsed.nanosecond() % 1_000 != 0 {
-                return Err(format!(
-                    "{described} has digits beyond microseconds, which PostgreSQL would drop"
-                ));
-            }
-            // RFC 3339 has years 0000 to 9999, all within PostgreSQL's range.
-            Cell::Timestamp(parsed.with_timezone(&Utc))
+            Cell::Timestamp(times::timestamptz(&time_text(&field)?, form).map_err(time_error)?)
         }
-        ColumnType::Date => {
-            let described = describe(&field);
-            let text = string(field)?;
-            let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                .map_err(|_| format!("expected {expected}, found {described}"))?;
-            if date.year() < EARLIEST_YEAR {
-                return Err(format!(
-                    "{described} is before 4713 BC, PostgreSQL's earliest"
-                ));
-            }
-            Cell::Date(date)
+        ColumnType::Timestamp => {
+            Cell::NaiveTimestamp(times::timestamp(&time_text(&field)?, form).map_err(time_error)?)
         }
+        ColumnType::Date => Cell::Date(times::date(&time_text(&field)?, form).map_err(time_error)?),
+        ColumnType::Time => Cell::Time(times::time(&time_text(&field)?, form).map_err(time_error)?),
+        ColumnType::Uuid => match &field {
+            Field::String(text) => Cell::Uuid(
+                uuid::Uuid::try_parse(text)
+                    .map_err(|_| format!("{} is not a UUID", describe(&field)))?,
+            ),
+            other => return Err(mismatch(other)),
+        },
+        ColumnType::Bytea => match &field {
+            Field::String(text) => Cell::Bytes(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.as_bytes())
+                    .map_err(|err| format!("{} is not base64: {err}", describe(&field)))?,
+            ),
+            other => return Err(mismatch(other)),
+        },
+        ColumnType::Array(_) => unreachable!("arrays hold scalars"),
     })
 }
 
-/// A number as `double precision`: any finite number (a decimal fraction is approximated, as
-/// `double precision` always does), but an integer only when `f64` holds it exactly, and
-/// nothing that would overflow to infinity or underflow to zero.
-fn double(text: &str) -> Result<f64, String> {
-    let float: f64 = text
-        .parse()
-        .map_err(|_| format!("{text} is not a number PostgreSQL reads"))?;
-    if !float.is_finite() || (float == 0.0 && has_nonzero_digit(text)) {
-        return Err(format!(
-            "{} is out of range for double precision",
-            shorten(text)
-        ));
-    }
-    let integer_literal = !text.contains(['.', 'e', 'E']);
-    if integer_literal && text.parse::<i128>().ok() != Some(float as i128) {
-        return Err(format!(
-            "{} cannot be stored exactly in double precision (integers beyond 2^53 lose \
-             digits); declare the column bigint",
-            shorten(text)
-        ));
-    }
-    Ok(float)
+/// Whether `text` is exactly a JSON number (no sign `+`, no spaces, no `NaN`), the only strings
+/// `convert = "string"` takes.
+fn is_json_number(text: &str) -> bool {
+    // serde_json would skip surrounding whitespace; a number starts with `-` or a digit and ends
+    // with a digit.
+    text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        && text.ends_with(|c: char| c.is_ascii_digit())
+        && serde_json::from_str::<serde_json::Number>(text).is_ok()
 }
-
-/// A number as `real`: only a value that survives the trip through `f32` (its nearest `f32`
-/// reads back as the same number), so `16777217` or `1e39` are errors, not `16777216` or
-/// infinity.
-fn real(text: &str) -> Result<f32, String> {
-    let single: Option<f32> = text.parse().ok();
-    let same = single
-        .filter(|s| s.is_finite())
-        .is_some_and(|s| s.to_string().parse::<f64>().ok() == text.parse::<f64>().ok());
-    match single {
-        Some(single) if same => Ok(single),
-        _ => Err(format!(
-            "{} cannot be stored exactly in real; declare the column double precision",
-            shorten(text)
-        )),
-    }
-}
-
-/// Whether a number's mantissa (the part before any exponent) has a non-zero digit.
-fn has_nonzero_digit(text: &str) -> bool {
-    text.split(['e', 'E'])
-        .next()
-        .is_some_and(|mantissa| mantissa.chars().any(|c| ('1'..='9').contains(&c)))
-}
-
-/// 4713 BC in chrono's astronomical years: PostgreSQL's dates start there.
-const EARLIEST_YEAR: i32 = -4712;
 
 /// PostgreSQL cannot store U+0000 in `text` or `jsonb`; it would refuse the whole batch.
 const NUL_PROBLEM: &str = "contains U+0000, which PostgreSQL cannot store";
@@ -291,7 +355,7 @@ fn jsonb_problem(value: &Value) -> Option<String> {
         Value::String(text) => text.contains('\0').then(|| NUL_PROBLEM.to_owned()),
         Value::Number(number) => {
             let text = number.to_string();
-            (!numeric_fits(&text)).then(|| {
+            (!numbers::numeric_fits(&text)).then(|| {
                 format!(
                     "{} is beyond what PostgreSQL's jsonb (numeric) holds",
                     shorten(&text)
@@ -310,105 +374,6 @@ fn jsonb_problem(value: &Value) -> Option<String> {
     }
 }
 
-/// What a JSON value is as an integer.
-enum Integer {
-    /// An integer, also when written with a zero fraction or an exponent (`3.0`, `-2e3`).
-    Exact(i64),
-    /// Not an integer at all (`3.5`, `1e-400`, a string, …).
-    NotOne,
-    /// Beyond what `bigint` holds.
-    OutOfRange,
-}
-
-/// Decided from the number's decimal text, never through `f64`, which would round
-/// `1.0000000000000001` to `1`.
-fn integer(text: &str) -> Integer {
-    let decimal = match Decimal::parse(text) {
-        Ok(decimal) => decimal,
-        Err(ExponentBeyondI64 { negative: true }) => return Integer::NotOne,
-        Err(ExponentBeyondI64 { negative: false }) => return Integer::OutOfRange,
-    };
-    if decimal.digits.is_empty() {
-        return Integer::Exact(0);
-    }
-    let digits = &decimal.digits;
-    let integer_digits = if decimal.shift >= 0 {
-        // i64 has 19 digits; more is out of range before any arithmetic.
-        if digits.len() as i64 + decimal.shift > 19 {
-            return Integer::OutOfRange;
-        }
-        format!("{digits}{}", "0".repeat(decimal.shift as usize))
-    } else {
-        let cut = decimal.shift.unsigned_abs() as usize;
-        if cut >= digits.len() {
-            return Integer::NotOne;
-        }
-        let (integral, fractional) = digits.split_at(digits.len() - cut);
-        if fractional.chars().any(|c| c != '0') {
-            return Integer::NotOne;
-        }
-        if integral.len() > 19 {
-            return Integer::OutOfRange;
-        }
-        integral.to_owned()
-    };
-    let magnitude: i128 = integer_digits.parse().expect("at most 19 decimal digits");
-    let signed = if decimal.negative {
-        -magnitude
-    } else {
-        magnitude
-    };
-    i64::try_from(signed).map_or(Integer::OutOfRange, Integer::Exact)
-}
-
-/// A JSON number's text as `digits × 10^shift`, taken apart without any rounding.
-struct Decimal {
-    negative: bool,
-    /// Significant digits, leading zeros dropped (empty for zero).
-    digits: String,
-    shift: i64,
-}
-
-/// A number whose exponent does not fit an `i64`: astronomically large or small.
-struct ExponentBeyondI64 {
-    negative: bool,
-}
-
-impl Decimal {
-    fn parse(text: &str) -> Result<Self, ExponentBeyondI64> {
-        let (negative, unsigned) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
-            Some((mantissa, exponent)) => {
-                let parsed = exponent.parse::<i64>().map_err(|_| ExponentBeyondI64 {
-                    negative: exponent.starts_with('-'),
-                })?;
-                (mantissa, parsed)
-            }
-            None => (unsigned, 0),
-        };
-        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let digits: String = whole.chars().chain(fraction.chars()).collect();
-        Ok(Self {
-            negative,
-            digits: digits.trim_start_matches('0').to_owned(),
-            shift: exponent.saturating_sub(fraction.len() as i64),
-        })
-    }
-}
-
-/// Whether PostgreSQL's `numeric` (what `jsonb` stores numbers as) holds `text`: at most 131072
-/// digits before the point and 16383 after it as written (`0e-99999` overflows too; checked
-/// against PostgreSQL 15).
-fn numeric_fits(text: &str) -> bool {
-    Decimal::parse(text).is_ok_and(|decimal| {
-        let before_point = decimal.digits.len() as i64 + decimal.shift;
-        -decimal.shift <= 16_383 && (decimal.digits.is_empty() || before_point <= 131_072)
-    })
-}
-
 /// A field's kind and (shortened) JSON text, for errors.
 fn describe(field: &Field<'_>) -> String {
     match field {
@@ -424,7 +389,7 @@ fn describe(field: &Field<'_>) -> String {
 }
 
 /// `text` cut to 40 characters: errors quote values, never whole (possibly huge) ones.
-fn shorten(text: &str) -> String {
+pub fn shorten(text: &str) -> String {
     if text.chars().count() > 40 {
         format!("{}…", text.chars().take(40).collect::<String>())
     } else {
@@ -445,11 +410,18 @@ impl ToSql for Cell<'_> {
             Cell::Int2(v) => v.to_sql(ty, out),
             Cell::Float8(v) => v.to_sql(ty, out),
             Cell::Float4(v) => v.to_sql(ty, out),
+            Cell::Numeric(v) => v.to_sql(ty, out),
             Cell::Text(v) => v.to_sql(ty, out),
             Cell::Bool(v) => v.to_sql(ty, out),
             Cell::Json(v) => v.to_sql(ty, out),
             Cell::Timestamp(v) => v.to_sql(ty, out),
+            Cell::NaiveTimestamp(v) => v.to_sql(ty, out),
             Cell::Date(v) => v.to_sql(ty, out),
+            Cell::Time(v) => v.to_sql(ty, out),
+            Cell::Uuid(v) => v.to_sql(ty, out),
+            Cell::Bytes(v) => v.to_sql(ty, out),
+            // postgres-types encodes the array header and each element with the member type.
+            Cell::Array(v) => v.to_sql(ty, out),
         }
     }
 
@@ -470,10 +442,8 @@ mod tests {
     fn source() -> Source {
         let mut source = Source::jsonplaceholder_posts();
         let column = |name: &str, column_type, nullable| Column {
-            name: name.into(),
-            column_type,
-            field: None,
             nullable,
+            ..Column::new(name, column_type)
         };
         source.columns.extend([
             column("score", ColumnType::DoublePrecision, true),
@@ -484,10 +454,9 @@ mod tests {
             column("day", ColumnType::Date, true),
         ]);
         source.columns.push(Column {
-            name: "city".into(),
-            column_type: ColumnType::Text,
             field: Some("/address/city".into()),
             nullable: true,
+            ..Column::new("city", ColumnType::Text)
         });
         source
     }
@@ -502,23 +471,216 @@ mod tests {
         index: u64,
         text: &str,
     ) -> Result<Vec<Cell<'static>>, RecordError> {
-        let cells = RecordMapper::new(source).map(index, text)?;
-        Ok(cells
-            .into_iter()
-            .map(|cell| match cell {
-                Cell::Null => Cell::Null,
-                Cell::Int8(v) => Cell::Int8(v),
-                Cell::Int4(v) => Cell::Int4(v),
-                Cell::Int2(v) => Cell::Int2(v),
-                Cell::Float8(v) => Cell::Float8(v),
-                Cell::Float4(v) => Cell::Float4(v),
-                Cell::Text(v) => Cell::Text(Cow::Owned(v.into_owned())),
-                Cell::Bool(v) => Cell::Bool(v),
-                Cell::Json(v) => Cell::Json(v),
-                Cell::Timestamp(v) => Cell::Timestamp(v),
-                Cell::Date(v) => Cell::Date(v),
-            })
-            .collect())
+        let mapper = RecordMapper::new(source, origin());
+        let cells = mapper.map(index, text)?;
+        Ok(cells.into_iter().map(owned).collect())
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            bucket: "archive".into(),
+            key: "raw/orders/a b.json".into(),
+            fetched_at: "2026-11-25T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn owned(cell: Cell<'_>) -> Cell<'static> {
+        match cell {
+            Cell::Text(v) => Cell::Text(Cow::Owned(v.into_owned())),
+            Cell::Array(cells) => Cell::Array(cells.into_iter().map(owned).collect()),
+            Cell::Null => Cell::Null,
+            Cell::Int8(v) => Cell::Int8(v),
+            Cell::Int4(v) => Cell::Int4(v),
+            Cell::Int2(v) => Cell::Int2(v),
+            Cell::Float8(v) => Cell::Float8(v),
+            Cell::Float4(v) => Cell::Float4(v),
+            Cell::Numeric(v) => Cell::Numeric(v),
+            Cell::Bool(v) => Cell::Bool(v),
+            Cell::Json(v) => Cell::Json(v),
+            Cell::Timestamp(v) => Cell::Timestamp(v),
+            Cell::NaiveTimestamp(v) => Cell::NaiveTimestamp(v),
+            Cell::Date(v) => Cell::Date(v),
+            Cell::Time(v) => Cell::Time(v),
+            Cell::Uuid(v) => Cell::Uuid(v),
+            Cell::Bytes(v) => Cell::Bytes(v),
+        }
+    }
+
+    /// One column `c` of `column_type`, edited, mapping `value` (JSON text) in record 7.
+    fn one(column_type: &str, edit: fn(&mut Column), value: &str) -> Result<Cell<'static>, String> {
+        let mut source = Source::jsonplaceholder_posts();
+        let mut column = Column::new("c", column_type.to_owned().try_into().unwrap());
+        edit(&mut column);
+        source.columns = vec![column];
+        source.primary_key.clear();
+        source.validate().unwrap();
+        map_record(&source, 7, &format!(r#"{{"c":{value}}}"#))
+            .map(|mut cells| cells.remove(0))
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn arrays_take_their_elements_and_nulls_only_where_declared() {
+        let text = |s: &str| Cell::Text(Cow::Owned(s.into()));
+        assert_eq!(
+            one("text[]", |_| {}, r#"["a","b"]"#),
+            Ok(Cell::Array(vec![text("a"), text("b")]))
+        );
+        assert_eq!(one("bigint[]", |_| {}, "[]"), Ok(Cell::Array(vec![])));
+        assert_eq!(
+            one("text[]", |_| {}, r#"["a",null]"#),
+            Err(
+                "record 7, field \"c\" (column \"c\"): element 1 is null, and the column \
+                 does not declare nullable_elements"
+                    .into()
+            )
+        );
+        assert_eq!(
+            one("text[]", |c| c.nullable_elements = true, r#"[null]"#),
+            Ok(Cell::Array(vec![Cell::Null]))
+        );
+        assert_eq!(
+            one("integer[]", |_| {}, "[1, 2.5]"),
+            Err(
+                "record 7, field \"c\" (column \"c\"): element 1: expected an array of \
+                 elements each an integer, found a number 2.5"
+                    .into()
+            )
+        );
+        assert!(
+            one("boolean[]", |_| {}, "true")
+                .unwrap_err()
+                .contains("found a boolean true")
+        );
+        assert!(
+            one("uuid[]", |_| {}, "[[]]")
+                .unwrap_err()
+                .contains("element 0")
+        );
+    }
+
+    #[test]
+    fn numbers_sent_as_strings_convert_only_when_declared() {
+        let string = |c: &mut Column| c.convert = Some(Convert::String);
+        assert!(
+            one("numeric", |_| {}, r#""19.99""#)
+                .unwrap_err()
+                .contains("expected a decimal number, found a string \"19.99\"")
+        );
+        assert_eq!(
+            one("numeric(4,2)", string, r#""19.99""#),
+            Ok(Cell::Numeric(Numeric::parse("19.99", None).unwrap()))
+        );
+        assert_eq!(one("bigint", string, r#""123""#), Ok(Cell::Int8(123)));
+        assert_eq!(one("bigint", string, "123"), Ok(Cell::Int8(123)));
+        for not_numbers in [
+            r#"" 1""#, r#""1 ""#, r#""+1""#, r#""0x1""#, r#""NaN""#, r#""""#,
+        ] {
+            assert!(
+                one("bigint", string, not_numbers)
+                    .unwrap_err()
+                    .contains("expected an integer, or a string holding one"),
+                "{not_numbers}"
+            );
+        }
+        assert!(
+            one("numeric(4,2)", string, r#""19.999""#)
+                .unwrap_err()
+                .contains("would be rounded")
+        );
+    }
+
+    #[test]
+    fn uuids_bytes_and_times_take_their_text_forms() {
+        let uuid = uuid::Uuid::parse_str("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap();
+        for form in [
+            r#""67e55044-10b1-426f-9247-bb680e5fe0c8""#,
+            r#""67E5504410B1426F9247BB680E5FE0C8""#,
+            r#""{67e55044-10b1-426f-9247-bb680e5fe0c8}""#,
+            r#""urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8""#,
+        ] {
+            assert_eq!(one("uuid", |_| {}, form), Ok(Cell::Uuid(uuid)), "{form}");
+        }
+        assert!(
+            one("uuid", |_| {}, r#""67e55044""#)
+                .unwrap_err()
+                .contains("is not a UUID")
+        );
+        assert_eq!(
+            one("bytea", |_| {}, r#""AAH/""#),
+            Ok(Cell::Bytes(vec![0, 1, 255]))
+        );
+        assert!(
+            one("bytea", |_| {}, r#""AAH""#)
+                .unwrap_err()
+                .contains("is not base64")
+        );
+        assert!(
+            one("timestamp", |_| {}, r#""2024-01-01T00:00:00+01:00""#)
+                .unwrap_err()
+                .contains("carries a UTC offset")
+        );
+        assert!(
+            one(
+                "timestamptz",
+                |c| c.convert = Some(Convert::EpochMilliseconds),
+                r#""1700000000000""#
+            )
+            .unwrap_err()
+            .contains("expected a number of milliseconds since 1970-01-01, found a string")
+        );
+        assert_eq!(
+            one(
+                "timestamptz",
+                |c| c.convert = Some(Convert::EpochMilliseconds),
+                "1700000000000"
+            ),
+            Ok(Cell::Timestamp("2023-11-14T22:13:20Z".parse().unwrap()))
+        );
+        assert!(
+            one(
+                "date",
+                |c| c.format = Some("%d/%m/%Y".into()),
+                r#""2024-01-01""#
+            )
+            .unwrap_err()
+            .contains(
+                "expected a string in the format \"%d/%m/%Y\", found a string \"2024-01-01\" \
+                     (input contains invalid characters)"
+            )
+        );
+    }
+
+    #[test]
+    fn lineage_columns_take_the_batch_not_the_record() {
+        let mut source = Source::jsonplaceholder_posts();
+        let lineage = |name: &str, lineage: Lineage| Column {
+            lineage: Some(lineage),
+            ..Column::new(name, lineage.column_type())
+        };
+        source.columns = vec![
+            Column::new("id", ColumnType::Bigint),
+            lineage("source", Lineage::Source),
+            lineage("fetched", Lineage::FetchedAt),
+            lineage("bucket", Lineage::Bucket),
+            lineage("key", Lineage::Key),
+            lineage("index", Lineage::RecordIndex),
+        ];
+        source.validate().unwrap();
+        // A record field named like a lineage column is not read.
+        let cells = map_record(&source, 41, r#"{"id":5,"key":"not this","index":"x"}"#).unwrap();
+        let text = |s: &str| Cell::Text(Cow::Owned(s.into()));
+        assert_eq!(
+            cells,
+            [
+                Cell::Int8(5),
+                text("posts"),
+                Cell::Timestamp(origin().fetched_at),
+                text("archive"),
+                text("raw/orders/a b.json"),
+                Cell::Int8(41),
+            ]
+        );
     }
 
     fn problem(record: Value) -> String {
@@ -594,7 +756,9 @@ mod tests {
             problem(
                 json!({"id": 1, "userId": 1, "title": "t", "body": "b", "seen_at": "yesterday"})
             )
-            .contains("expected an RFC 3339 timestamp string, found a string \"yesterday\"")
+            .contains(
+                "expected an RFC 3339 timestamp string with offset, found a string \"yesterday\""
+            )
         );
         assert_eq!(
             problem(json!([1, 2])),

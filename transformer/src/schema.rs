@@ -15,6 +15,7 @@ struct LiveColumn {
     name: String,
     type_oid: Oid,
     type_name: String,
+    type_modifier: i32,
     nullable: bool,
     has_default: bool,
 }
@@ -29,8 +30,8 @@ pub async fn differences(
     let table = qualified(schema, &source.table);
     let live: Vec<LiveColumn> = client
         .query(
-            "SELECT attname::text, atttypid, format_type(atttypid, atttypmod), NOT attnotnull, \
-                    atthasdef \
+            "SELECT attname::text, atttypid, format_type(atttypid, atttypmod), atttypmod, \
+                    NOT attnotnull, atthasdef \
              FROM pg_attribute \
              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
              ORDER BY attnum",
@@ -42,8 +43,9 @@ pub async fn differences(
             name: row.get(0),
             type_oid: row.get(1),
             type_name: row.get(2),
-            nullable: row.get(3),
-            has_default: row.get(4),
+            type_modifier: row.get(3),
+            nullable: row.get(4),
+            has_default: row.get(5),
         })
         .collect();
     let live_key: Vec<String> = client
@@ -75,7 +77,9 @@ pub async fn differences(
             differences.push(format!("column {name:?} is missing"));
             continue;
         };
-        if column.type_oid != pg_type(declared_type).oid() {
+        if column.type_oid != pg_type(declared_type).oid()
+            || column.type_modifier != type_modifier(declared_type)
+        {
             differences.push(format!(
                 "column {name:?} is {}, declared {}",
                 column.type_name,
@@ -109,4 +113,13 @@ pub async fn differences(
         ));
     }
     Ok(differences)
+}
+
+/// The `atttypmod` PostgreSQL keeps for a declared type: `numeric(p,s)` (or an array of it) packs
+/// its limits as `(p << 16 | s) + 4`; every other declared type has none (-1).
+fn type_modifier(column_type: ColumnType) -> i32 {
+    match column_type.numeric_limits() {
+        Some(limits) => ((i32::from(limits.precision) << 16) | i32::from(limits.scale)) + 4,
+        None => -1,
+    }
 }

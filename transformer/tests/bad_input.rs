@@ -83,10 +83,8 @@ fn key(name: &str) -> String {
 
 fn items_source() -> Source {
     let column = |name: &str, column_type, nullable| Column {
-        name: name.into(),
-        column_type,
-        field: None,
         nullable,
+        ..Column::new(name, column_type)
     };
     Source {
         name: "items".into(),
@@ -637,6 +635,7 @@ async fn feed(env: &TestEnv, case: &Case) -> String {
         record_count: 1,
         sha256: barge_core::content_digest(body),
         fetched_at: chrono::Utc::now(),
+        replay: None,
     };
     match &case.input {
         Input::Object(bytes) => env.announce("items", &key, bytes).await.to_json(),

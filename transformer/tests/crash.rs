@@ -172,6 +172,7 @@ async fn random_sigkills_of_two_transformers_lose_and_duplicate_nothing() {
             record_count: object.posts.len() as u64,
             sha256: barge_core::content_digest(&body),
             fetched_at: object.fetched_at,
+            replay: None,
         };
         bodies.push(message.to_json());
         if rng.u8(..10) == 0 {

@@ -37,6 +37,7 @@ async fn announce(env: &TestEnv, key: &str, body: Vec<u8>, content_encoding: Opt
         record_count: 0,
         sha256: barge_core::content_digest(&body),
         fetched_at: chrono::Utc::now(),
+        replay: None,
     };
     env.aws
         .s3

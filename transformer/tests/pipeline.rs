@@ -266,10 +266,9 @@ async fn every_column_type_round_trips_through_postgres() {
     ]
     .into_iter()
     .map(|(name, column_type, field, nullable)| Column {
-        name: name.into(),
-        column_type,
         field: field.map(Into::into),
         nullable,
+        ..Column::new(name, column_type)
     })
     .collect();
     env.settings.sources = vec![Source {

@@ -34,6 +34,16 @@ pub struct QueueUrlError {
     pub reason: String,
 }
 
+/// The archive bucket did not answer a `HeadBucket`.
+#[derive(Debug, thiserror::Error)]
+#[error("bucket {bucket} (storage.bucket) does not answer: {reason}")]
+pub struct BucketError {
+    /// The bucket.
+    pub bucket: String,
+    /// The SDK's full error chain.
+    pub reason: String,
+}
+
 /// Deadlines of every AWS call.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -93,6 +103,21 @@ impl AwsClients {
             ssm: aws_sdk_ssm::Client::new(&config),
             timeouts,
         }
+    }
+
+    /// Checks that `bucket` answers (`HeadBucket`, allowed by `s3:ListBucket`), so that a
+    /// daemon is ready only once S3 is.
+    pub async fn check_bucket(&self, bucket: &str) -> Result<(), BucketError> {
+        self.s3
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|err| BucketError {
+                bucket: bucket.to_owned(),
+                reason: crate::error_chain(&err),
+            })?;
+        Ok(())
     }
 
     /// The URL of `queue`, which may already be a URL (used as is) or a name (looked up).

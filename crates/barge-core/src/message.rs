@@ -5,7 +5,7 @@
 //! ignores fields it does not know within its version, so that fields can be added to version 1
 //! without upgrading every transformer first.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The only message version this build writes and reads.
@@ -28,6 +28,13 @@ pub struct BatchMessage {
     pub sha256: String,
     /// When the importer received the response.
     pub fetched_at: DateTime<Utc>,
+    /// Set only by `transformer replay`: the id of the replay run that announced the object
+    /// again. The ledger keys a replay's load on it, so the object loads once more per replay
+    /// (and once only, however often SQS delivers the replay's message). Absent from the
+    /// importer's messages; a transformer older than this field ignores it and finds the object
+    /// loaded already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
 }
 
 /// Why an SQS message body is not a batch this build can load.
@@ -71,13 +78,41 @@ pub fn archive_key(
     fetched_at: DateTime<Utc>,
     file_name: &str,
 ) -> String {
-    let prefix = prefix.trim_end_matches('/');
     let date = fetched_at.format("%Y/%m/%d");
+    format!(
+        "{}{date}/{file_name}",
+        archive_source_prefix(prefix, source)
+    )
+}
+
+/// The key prefix of every archived batch of `source`, ending in `/`: what `transformer replay`
+/// lists.
+pub fn archive_source_prefix(prefix: &str, source: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
     if prefix.is_empty() {
-        format!("{source}/{date}/{file_name}")
+        format!("{source}/")
     } else {
-        format!("{prefix}/{source}/{date}/{file_name}")
+        format!("{prefix}/{source}/")
     }
+}
+
+/// The `<yyyy>/<mm>/<dd>` of a date partition, as [`archive_key`] writes it: keys sort by it.
+pub fn archive_partition(date: NaiveDate) -> String {
+    date.format("%Y/%m/%d").to_string()
+}
+
+/// The UTC fetch date of an archived batch of `source` from its key ([`archive_key`]'s layout),
+/// or `None` for a key not in that layout.
+pub fn archive_date(prefix: &str, source: &str, key: &str) -> Option<NaiveDate> {
+    let rest = key.strip_prefix(&archive_source_prefix(prefix, source))?;
+    let mut parts = rest.splitn(4, '/');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().filter(|name| !name.is_empty())?;
+    let two_digits = |part: &str| part.len() == 2;
+    if year.len() != 4 || !two_digits(month) || !two_digits(day) {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(year.parse().ok()?, month.parse().ok()?, day.parse().ok()?)
 }
 
 #[cfg(test)]
@@ -93,6 +128,7 @@ mod tests {
             record_count: 100,
             sha256: "ab".repeat(32),
             fetched_at: "2026-11-24T01:02:03Z".parse().unwrap(),
+            replay: None,
         }
     }
 
@@ -106,6 +142,21 @@ mod tests {
     fn documented_body_parses() {
         let body = r#"{"version":1,"source":"posts","bucket":"barge-raw","key":"raw/posts/2026/11/24/x.json","record_count":100,"sha256":"abababababababababababababababababababababababababababababababab","fetched_at":"2026-11-24T01:02:03Z"}"#;
         assert_eq!(BatchMessage::parse(body).unwrap(), sample());
+    }
+
+    #[test]
+    fn only_a_replay_carries_its_id() {
+        assert!(
+            !sample().to_json().contains("replay"),
+            "importer bodies unchanged"
+        );
+        let replay = BatchMessage {
+            replay: Some("0190f2a0-replay".into()),
+            ..sample()
+        };
+        let body = replay.to_json();
+        assert!(body.contains(r#""replay":"0190f2a0-replay""#), "{body}");
+        assert_eq!(BatchMessage::parse(&body).unwrap(), replay);
     }
 
     #[test]
@@ -148,6 +199,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_fetch_date_is_read_back_from_an_archive_key() {
+        let at: DateTime<Utc> = "2026-01-05T23:59:59Z".parse().unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 1, 5);
+        for prefix in ["raw", "raw/", ""] {
+            let key = archive_key(prefix, "posts", at, "r1.json.gz");
+            assert_eq!(archive_date(prefix, "posts", &key), date, "{key}");
+            assert_eq!(archive_date(prefix, "comments", &key), None, "{key}");
+        }
+        for foreign in [
+            "raw/posts/2026/01/05/",
+            "raw/posts/2026/1/05/r1.json",
+            "raw/posts/2026/02/30/r1.json",
+            "raw/posts/latest.json",
+            "raw/posts2/2026/01/05/r1.json",
+        ] {
+            assert_eq!(archive_date("raw", "posts", foreign), None, "{foreign}");
+        }
+        assert_eq!(archive_partition(date.unwrap()), "2026/01/05");
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -161,6 +233,7 @@ mod tests {
                 record_count in any::<u64>(),
                 sha256 in "[0-9a-f]{64}",
                 millis in 0_i64..32_503_680_000_000,
+                replay in proptest::option::of("[0-9a-f-]{36}"),
             ) {
                 let message = BatchMessage {
                     version: MESSAGE_VERSION,
@@ -170,6 +243,7 @@ mod tests {
                     record_count,
                     sha256,
                     fetched_at: DateTime::from_timestamp_millis(millis).unwrap(),
+                    replay,
                 };
                 prop_assert_eq!(BatchMessage::parse(&message.to_json()).unwrap(), message);
             }

@@ -4,9 +4,12 @@
 //!
 //! Progress means: no piece of work (a receive, a message, an import) has been under way for
 //! longer than [`STALL_LIMIT`]. Waiting idle for the next interval is not a stall.
+//!
+//! The same standing answers `/health/ready` (see [`crate::ops`]): ready once the daemon told
+//! systemd so, and not ready while its work is stalled.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,10 +26,36 @@ pub struct Liveness {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     next_id: AtomicU64,
     under_way: Mutex<HashMap<u64, Instant>>,
+    /// Set by [`Liveness::ready`]: the daemon's dependencies answered and its loop runs.
+    ready: AtomicBool,
+    /// Work under way for longer than this is a stall.
+    stall_limit: Duration,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            next_id: AtomicU64::default(),
+            under_way: Mutex::default(),
+            ready: AtomicBool::default(),
+            stall_limit: STALL_LIMIT,
+        }
+    }
+}
+
+/// Whether a daemon can do its work, as `/health/ready` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Still starting: its dependencies have not all answered yet.
+    Starting,
+    /// Working.
+    Ready,
+    /// A piece of work has been under way for this long, beyond the stall limit.
+    Stalled(Duration),
 }
 
 /// A piece of work under way; dropping it ends it.
@@ -41,16 +70,39 @@ impl Liveness {
     /// Starts feeding systemd's watchdog, if the service has one (`WATCHDOG_USEC`), every third
     /// of its period while no work has been under way for longer than `stall_limit`.
     pub fn start(stall_limit: Duration) -> Self {
-        let liveness = Self::default();
+        let liveness = Self::with_stall_limit(stall_limit);
         if let Some(period) = sd_notify::watchdog_enabled() {
             tokio::spawn(feed_watchdog(liveness.clone(), period / 3, stall_limit));
         }
         liveness
     }
 
-    /// Tells systemd the daemon is up, with a status line for `systemctl status`.
+    /// A standing whose work stalls after `stall_limit`, without the watchdog feed.
+    fn with_stall_limit(stall_limit: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                stall_limit,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Tells systemd the daemon is up, with a status line for `systemctl status`, and makes
+    /// [`Liveness::readiness`] say so.
     pub fn ready(&self, status: &str) {
+        self.inner.ready.store(true, Ordering::Relaxed);
         notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
+    /// Whether the daemon is ready: it said so, and none of its work is stalled.
+    pub fn readiness(&self) -> Readiness {
+        if !self.inner.ready.load(Ordering::Relaxed) {
+            return Readiness::Starting;
+        }
+        match self.stalled(self.inner.stall_limit) {
+            Some(elapsed) => Readiness::Stalled(elapsed),
+            None => Readiness::Ready,
+        }
     }
 
     /// Marks a piece of work as under way until the returned guard is dropped.
@@ -140,6 +192,19 @@ mod tests {
         assert!(liveness.oldest_work().is_some());
         drop(second);
         assert_eq!(liveness.oldest_work(), None);
+    }
+
+    #[test]
+    fn ready_once_told_and_not_while_stalled() {
+        let liveness = Liveness::with_stall_limit(Duration::from_millis(20));
+        assert_eq!(liveness.readiness(), Readiness::Starting);
+        liveness.ready("test");
+        assert_eq!(liveness.readiness(), Readiness::Ready);
+        let work = liveness.work();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(matches!(liveness.readiness(), Readiness::Stalled(_)));
+        drop(work);
+        assert_eq!(liveness.readiness(), Readiness::Ready);
     }
 
     #[test]

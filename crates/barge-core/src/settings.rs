@@ -8,6 +8,7 @@
 //! here: they come from the standard AWS chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, instance
 //! profile, …).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Settings {
     pub http: HttpSettings,
     /// How the transformer behaves as a daemon.
     pub transformer: TransformerSettings,
+    /// Where each daemon serves its metrics and health endpoints.
+    pub metrics: MetricsSettings,
+    /// How the daemons write their logs.
+    pub log: LogSettings,
     /// The APIs to import, each with the table it lands in.
     pub sources: Vec<Source>,
 }
@@ -439,6 +444,52 @@ impl Default for TransformerSettings {
     }
 }
 
+/// The daemons' operations endpoints (`/metrics`, `/health/live`, `/health/ready`). Each daemon
+/// has its own address, so that both can run on one host from one file; both are on loopback
+/// by default, so that nothing is reachable from the network unless an operator says so.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where `importer run` listens (`address:port`; port 0 picks a free one, logged).
+    pub importer_listen: SocketAddr,
+    /// Where `transformer run` listens.
+    pub transformer_listen: SocketAddr,
+    /// How often the transformer reads the depth of the queue and of its dead-letter queue
+    /// (`GetQueueAttributes`, one request per queue).
+    #[serde(with = "humantime_serde")]
+    pub queue_poll_interval: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            importer_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            transformer_listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
+            queue_poll_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (the default: one human-readable line per event) or `json` (one JSON object per
+    /// line, with the fields of every enclosing span, for journald or CloudWatch Logs queries).
+    pub format: LogFormat,
+}
+
+/// The shape of a log line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable, coloured at a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The `--config` option of both daemons, so they read settings the same way.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
@@ -523,6 +574,11 @@ impl Settings {
             return Err(SettingsError::OutOfRange(
                 "transformer.max_record_bytes and transformer.max_object_bytes must be at least 1024"
                     .into(),
+            ));
+        }
+        if self.metrics.queue_poll_interval < Duration::from_secs(1) {
+            return Err(SettingsError::OutOfRange(
+                "metrics.queue_poll_interval must be at least 1s".into(),
             ));
         }
         if self.storage.bucket.is_empty() {

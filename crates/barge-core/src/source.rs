@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::column::{Column, ColumnType};
 use crate::fetch::{Auth, Compression, Incremental, Pagination, RequestParts, check_pointer};
 
 /// One HTTP API to import and the table it loads into. Serializes to the TOML it is read from.
@@ -67,95 +68,6 @@ pub struct Source {
     pub max_reject_ratio: f64,
 }
 
-/// One typed column of a source's table.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Column {
-    /// Column name in PostgreSQL.
-    pub name: String,
-    /// PostgreSQL type the JSON value must fit.
-    #[serde(rename = "type")]
-    pub column_type: ColumnType,
-    /// Top-level JSON field to read, or an RFC 6901 JSON pointer when it starts with `/`
-    /// (`/address/city`). Defaults to the column name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Whether a missing field or JSON `null` is allowed (stored as SQL `NULL`).
-    #[serde(default)]
-    pub nullable: bool,
-}
-
-/// The PostgreSQL types a column may have; each accepts exactly one JSON shape (see
-/// [`ColumnType::expected_json`]), so a surprising value is an error rather than a guess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    /// 64-bit integer from a JSON integer.
-    #[serde(alias = "int8")]
-    Bigint,
-    /// 32-bit integer from a JSON integer.
-    #[serde(alias = "int4", alias = "int")]
-    Integer,
-    /// 16-bit integer from a JSON integer.
-    #[serde(alias = "int2")]
-    Smallint,
-    /// 64-bit float from a JSON number.
-    #[serde(rename = "double precision", alias = "float8")]
-    DoublePrecision,
-    /// 32-bit float from a JSON number.
-    #[serde(alias = "float4")]
-    Real,
-    /// Text from a JSON string.
-    Text,
-    /// Boolean from a JSON `true`/`false`.
-    #[serde(alias = "bool")]
-    Boolean,
-    /// Any JSON value but `null` (which, as for every type, counts as missing), as `jsonb`.
-    Jsonb,
-    /// Timestamp with time zone from an RFC 3339 JSON string.
-    Timestamptz,
-    /// Calendar date from a `YYYY-MM-DD` JSON string.
-    Date,
-}
-
-impl ColumnType {
-    /// The type as written in PostgreSQL DDL.
-    pub fn sql_name(self) -> &'static str {
-        match self {
-            Self::Bigint => "bigint",
-            Self::Integer => "integer",
-            Self::Smallint => "smallint",
-            Self::DoublePrecision => "double precision",
-            Self::Real => "real",
-            Self::Text => "text",
-            Self::Boolean => "boolean",
-            Self::Jsonb => "jsonb",
-            Self::Timestamptz => "timestamptz",
-            Self::Date => "date",
-        }
-    }
-
-    /// The JSON shape this type accepts, for error messages.
-    pub fn expected_json(self) -> &'static str {
-        match self {
-            Self::Bigint | Self::Integer | Self::Smallint => "an integer",
-            Self::DoublePrecision | Self::Real => "a number",
-            Self::Text => "a string",
-            Self::Boolean => "true or false",
-            Self::Jsonb => "any JSON value but null",
-            Self::Timestamptz => "an RFC 3339 timestamp string",
-            Self::Date => "a YYYY-MM-DD date string",
-        }
-    }
-}
-
-impl Column {
-    /// The JSON field (or pointer) this column is read from.
-    pub fn json_field(&self) -> &str {
-        self.field.as_deref().unwrap_or(&self.name)
-    }
-}
-
 /// A source declaration that cannot work, naming the source and the offending part.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -184,10 +96,8 @@ impl Source {
     /// JSONPlaceholder's `/posts` into `posts(id, user_id, title, body)`: the built-in example.
     pub fn jsonplaceholder_posts() -> Self {
         let column = |name: &str, column_type, field: &str| Column {
-            name: name.into(),
-            column_type,
             field: (name != field).then(|| field.into()),
-            nullable: false,
+            ..Column::new(name, column_type)
         };
         Self {
             name: "posts".into(),
@@ -322,6 +232,7 @@ impl Source {
                     column.name
                 )));
             }
+            column.validate().map_err(invalid)?;
             if self.columns[..index].iter().any(|c| c.name == column.name) {
                 return Err(invalid(format!(
                     "column {:?} is declared twice",
@@ -491,31 +402,5 @@ mod tests {
             )
         );
         assert!(problem(|s| s.landing_prefix = Some("/".into())).contains("is empty"));
-    }
-
-    #[test]
-    fn column_types_parse_from_their_sql_names() {
-        #[derive(Deserialize)]
-        struct Wrapper {
-            types: Vec<ColumnType>,
-        }
-        let parsed: Wrapper = serde_json::from_str(
-            r#"{"types":["bigint","int4","double precision","text","bool","jsonb","timestamptz","date"]}"#,
-        )
-        .unwrap();
-        let names: Vec<_> = parsed.types.iter().map(|t| t.sql_name()).collect();
-        assert_eq!(
-            names,
-            [
-                "bigint",
-                "integer",
-                "double precision",
-                "text",
-                "boolean",
-                "jsonb",
-                "timestamptz",
-                "date"
-            ]
-        );
     }
 }

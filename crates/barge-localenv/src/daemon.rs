@@ -1,6 +1,7 @@
 //! A daemon binary run as a child process by a test, logging to a file the test can read.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,6 +63,29 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The address its metrics and health endpoint listens on, read from its log (tests bind
+    /// port 0, see [`TestEnv::barge_env`]); waits for it at most `limit`. Text and JSON logs.
+    pub async fn ops_address(&self, limit: Duration) -> SocketAddr {
+        const SERVING: &str = "serving /metrics";
+        self.wait_for_log(SERVING, limit).await;
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains(SERVING))
+            .expect("the line waited for");
+        let address = ["address=", "\"address\":\""]
+            .iter()
+            .find_map(|field| line.split_once(field))
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let end = address
+            .find(|c: char| c.is_whitespace() || c == '"')
+            .unwrap_or(address.len());
+        address[..end]
+            .parse()
+            .unwrap_or_else(|err| panic!("{line:?}: {err}"))
     }
 
     /// Sends SIGTERM.

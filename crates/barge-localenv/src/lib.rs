@@ -6,8 +6,10 @@
 
 mod daemon;
 pub mod postgres;
+mod scrape;
 
 pub use daemon::{Daemon, NotifySocket};
+pub use scrape::{Metrics, get};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -393,6 +395,9 @@ impl TestEnv {
             ),
             ("DATABASE__DBNAME", database.dbname.clone()),
             ("DATABASE__TLS", "disable".to_owned()),
+            // Any free port: tests run many daemons at once. Each logs the address it bound.
+            ("METRICS__IMPORTER_LISTEN", "127.0.0.1:0".to_owned()),
+            ("METRICS__TRANSFORMER_LISTEN", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()
         .map(|(key, value)| (format!("{}{key}", barge_core::settings::ENV_PREFIX), value));
@@ -431,6 +436,7 @@ impl TestEnv {
                 .map_or(0, |r| r.len() as u64),
             sha256: barge_core::content_digest(body),
             fetched_at,
+            replay: None,
         };
         self.aws
             .s3

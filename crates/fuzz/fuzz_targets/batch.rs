@@ -5,29 +5,39 @@
 
 use std::sync::LazyLock;
 
-use barge_core::{Column, ColumnType, Source};
+use barge_core::{Column, ColumnType, Convert, Source};
 use libfuzzer_sys::fuzz_target;
-use transformer::record::RecordMapper;
+use transformer::record::{Origin, RecordMapper};
 use transformer::rejects::write_line;
 
 static SOURCE: LazyLock<Source> = LazyLock::new(|| {
     let mut source = Source::jsonplaceholder_posts();
     let types = [
-        ColumnType::Integer,
-        ColumnType::Smallint,
-        ColumnType::DoublePrecision,
-        ColumnType::Real,
-        ColumnType::Boolean,
-        ColumnType::Jsonb,
-        ColumnType::Timestamptz,
-        ColumnType::Date,
+        ("integer", None),
+        ("smallint", None),
+        ("double precision", None),
+        ("real", None),
+        ("boolean", None),
+        ("jsonb", None),
+        ("timestamptz", None),
+        ("date", None),
+        ("numeric", Some(Convert::String)),
+        ("numeric(12,2)", None),
+        ("uuid", None),
+        ("timestamp", Some(Convert::EpochMilliseconds)),
+        ("time", None),
+        ("bytea", None),
+        ("numeric[]", None),
+        ("text[]", None),
     ];
-    for (index, column_type) in types.into_iter().enumerate() {
+    for (index, (column_type, convert)) in types.into_iter().enumerate() {
+        let column_type = ColumnType::try_from(column_type.to_owned()).expect("a known type");
         source.columns.push(Column {
-            name: format!("c{index}"),
-            column_type,
             field: Some(format!("/c/{index}")),
             nullable: index % 2 == 0,
+            nullable_elements: index % 3 == 0 && matches!(column_type, ColumnType::Array(_)),
+            convert,
+            ..Column::new(&format!("c{index}"), column_type)
         });
     }
     source
@@ -37,7 +47,12 @@ fuzz_target!(|bytes: &[u8]| {
     let Ok(records) = barge_core::split_records(bytes, barge_core::RecordLayout::Array) else {
         return;
     };
-    let mapper = RecordMapper::new(&SOURCE);
+    let origin = Origin {
+        bucket: "bucket".into(),
+        key: "raw/fuzz.json".into(),
+        fetched_at: "1970-01-01T00:00:00Z".parse().expect("an RFC 3339 instant"),
+    };
+    let mapper = RecordMapper::new(&SOURCE, origin);
     let mut ndjson = Vec::new();
     let mut rejected = 0;
     for (index, record) in records.iter().enumerate() {

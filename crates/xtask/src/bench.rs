@@ -942,6 +942,7 @@ impl<'a> Bench<'a> {
             record_count,
             sha256,
             fetched_at,
+            replay: None,
         }
     }
 

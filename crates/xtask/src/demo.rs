@@ -26,7 +26,10 @@ const DEMO_PAGE_SIZE: u64 = 25;
 /// NDJSON file of more posts into the landing prefix, runs the transformer until the queue is
 /// drained, and prints the result.
 pub async fn run(posts: i64) -> anyhow::Result<ExitCode> {
-    barge_core::telemetry::init("warn,importer=info,transformer=info");
+    barge_core::telemetry::init(
+        "warn,importer=info,transformer=info",
+        barge_core::settings::LogFormat::Text,
+    );
     let services = Services::start(Layout::ephemeral()?, false).await?;
     let outcome = pipeline(&services, posts).await;
     services.stop();
