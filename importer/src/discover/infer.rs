@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::json::Json;
 
@@ -97,15 +97,18 @@ impl Strings {
         Self {
             uuid: text.len() == 36 && uuid::Uuid::try_parse(text).is_ok(),
             timestamptz: text.as_bytes().get(10) == Some(&b'T')
-                && DateTime::parse_from_rfc3339(text).is_ok()
+                && DateTime::parse_from_rfc3339(text).is_ok_and(|time| no_leap(time.time()))
                 && fraction_digits(text) <= 6,
             timestamp: ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
                 .iter()
-                .any(|format| NaiveDateTime::parse_from_str(text, format).is_ok())
+                .any(|format| {
+                    NaiveDateTime::parse_from_str(text, format)
+                        .is_ok_and(|time| no_leap(time.time()))
+                })
                 && fraction_digits(text) <= 6,
             date: text.len() == 10 && NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
             time: text.len() >= 8
-                && NaiveTime::parse_from_str(text, "%H:%M:%S%.f").is_ok()
+                && NaiveTime::parse_from_str(text, "%H:%M:%S%.f").is_ok_and(no_leap)
                 && fraction_digits(text) <= 6,
             numbers: is_number_text(text).then(|| Numbers::of(text)),
         }
@@ -142,6 +145,12 @@ impl Strings {
             "text"
         }
     }
+}
+
+/// Whether `time` is not a leap second (`23:59:60`), which chrono reads and the transformer
+/// rejects.
+fn no_leap(time: NaiveTime) -> bool {
+    time.nanosecond() < 1_000_000_000
 }
 
 /// Digits after the decimal point of the seconds of a time or timestamp (PostgreSQL keeps six).
@@ -567,6 +576,16 @@ mod tests {
         assert_eq!(
             typed("slot", &["\"08:15:00\"", "\"23:59:59.5\""]),
             plain("time")
+        );
+        assert_eq!(
+            typed("slot", &["\"23:59:60\""]),
+            plain("text"),
+            "a leap second"
+        );
+        assert_eq!(
+            typed("at", &["\"2026-12-31T23:59:60Z\""]),
+            plain("text"),
+            "a leap second"
         );
         assert_eq!(typed("flag", &["true", "false"]), plain("boolean"));
         assert_eq!(typed("name", &["\"x\"", "\"\""]), plain("text"));
