@@ -39,8 +39,16 @@ pub const CREATE_SQL: &str = "
         PRIMARY KEY (bucket, key, sha256, replay_id)
     );
     CREATE INDEX IF NOT EXISTS loads_by_source ON barge.loads (source, committed_at);
-    ALTER TABLE barge.loads ADD COLUMN IF NOT EXISTS replay_id text NOT NULL DEFAULT '';
     DO $$ BEGIN
+        -- Checked first: ALTER TABLE locks the ledger exclusively even when it changes nothing,
+        -- and every start would wait for the longest load in flight.
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_attribute
+            WHERE attrelid = 'barge.loads'::regclass AND attname = 'replay_id'
+              AND NOT attisdropped
+        ) THEN
+            ALTER TABLE barge.loads ADD COLUMN replay_id text NOT NULL DEFAULT '';
+        END IF;
         IF NOT EXISTS (
             SELECT 1 FROM pg_index i
             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)

@@ -18,10 +18,14 @@ pub struct Decimal {
     shift: i64,
 }
 
-/// A number whose exponent does not fit an `i64`: astronomically large or small.
+/// A number whose exponent is beyond ±[`MAX_EXPONENT`]: astronomically large or small.
 pub struct ExponentBeyondI64 {
     negative: bool,
 }
+
+/// The largest exponent taken apart: far beyond every type (`numeric` ends near 10^131072),
+/// and small enough that no sum of it with a digit count can overflow.
+const MAX_EXPONENT: i64 = 1_000_000_000;
 
 impl Decimal {
     /// Takes apart `text`, which must be a JSON number.
@@ -32,9 +36,15 @@ impl Decimal {
         };
         let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
             Some((mantissa, exponent)) => {
-                let parsed = exponent.parse::<i64>().map_err(|_| ExponentBeyondI64 {
+                let beyond = ExponentBeyondI64 {
                     negative: exponent.starts_with('-'),
-                })?;
+                };
+                let parsed = exponent.parse::<i64>().map_err(|_| beyond)?;
+                if parsed.unsigned_abs() > MAX_EXPONENT.unsigned_abs() {
+                    return Err(ExponentBeyondI64 {
+                        negative: parsed < 0,
+                    });
+                }
                 (mantissa, parsed)
             }
             None => (unsigned, 0),
@@ -44,7 +54,7 @@ impl Decimal {
         Ok(Self {
             negative,
             digits: digits.trim_start_matches('0').to_owned(),
-            shift: exponent.saturating_sub(fraction.len() as i64),
+            shift: exponent - fraction.len() as i64,
         })
     }
 
@@ -54,8 +64,12 @@ impl Decimal {
         (-self.shift).max(0)
     }
 
-    /// Digits before the point and significant digits after it, trailing zeros aside.
+    /// Digits before the point and significant digits after it, trailing zeros aside (none for
+    /// zero, however it is written).
     fn significant_digits(&self) -> (i64, i64) {
+        if self.digits.is_empty() {
+            return (0, 0);
+        }
         let trimmed = self.digits.trim_end_matches('0');
         let shift = self.shift + (self.digits.len() - trimmed.len()) as i64;
         let before = (trimmed.len() as i64 + shift).max(0);
@@ -104,7 +118,7 @@ pub fn scaled_integer(decimal: &Decimal, power: i64) -> Scaled {
         return Scaled::Exact(0);
     }
     let digits = &decimal.digits;
-    let shift = decimal.shift.saturating_add(power);
+    let shift = decimal.shift + power;
     let integer_digits = if shift >= 0 {
         // i64 has 19 digits; more is out of range before any arithmetic.
         if digits.len() as i64 + shift > 19 {
@@ -222,9 +236,9 @@ impl Numeric {
             )
         };
         let decimal = Decimal::parse(text).map_err(|_| beyond())?;
-        match limits {
+        let scale = match limits {
             None if !fits_unconstrained(&decimal) => return Err(beyond()),
-            None => {}
+            None => decimal.written_scale(),
             Some(NumericLimits { precision, scale }) => {
                 let (before, after) = decimal.significant_digits();
                 let (precision, scale) = (i64::from(precision), i64::from(scale));
@@ -243,15 +257,20 @@ impl Numeric {
                         precision - scale
                     ));
                 }
+                // Zeros written beyond the scale are not sent: PostgreSQL would round them away,
+                // and refuses a display scale beyond 16383.
+                decimal.written_scale().min(scale)
             }
-        }
-        Ok(Self::from_decimal(&decimal))
+        };
+        Ok(Self::from_decimal(
+            &decimal,
+            u16::try_from(scale).expect("at most 16383 or the declared scale"),
+        ))
     }
 
     /// Groups the digits by four around the decimal point. Each digit at power of ten `p` goes
     /// to group `floor(p / 4)` (group 0 holds 10^0 to 10^3) as `digit × 10^(p mod 4)`.
-    fn from_decimal(decimal: &Decimal) -> Self {
-        let scale = u16::try_from(decimal.written_scale()).expect("checked against 16383");
+    fn from_decimal(decimal: &Decimal, scale: u16) -> Self {
         let digits = decimal.digits.as_bytes();
         if digits.is_empty() {
             return Self {
@@ -287,7 +306,8 @@ impl ToSql for Numeric {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         const POSITIVE: u16 = 0x0000;
         const NEGATIVE: u16 = 0x4000;
-        out.put_i16(i16::try_from(self.groups.len())?);
+        // PostgreSQL reads the count unsigned: 131072 digits make 32768 groups.
+        out.put_u16(u16::try_from(self.groups.len())?);
         out.put_i16(self.weight);
         out.put_u16(if self.negative { NEGATIVE } else { POSITIVE });
         out.put_u16(self.scale);
@@ -354,6 +374,15 @@ mod tests {
         assert!(limited("1e3", 3, 0).is_err());
         assert!(limited("0.5", 1, 1).is_ok());
         assert!(limited("1", 1, 1).is_err());
+        for zero in ["0.000", "-0.000", "0e5", "0e-99999"] {
+            assert_eq!(
+                limited(zero, 4, 2).unwrap().groups,
+                Vec::<i16>::new(),
+                "{zero}"
+            );
+        }
+        let many_zeros = format!("1.{}", "0".repeat(70_000));
+        assert_eq!(limited(&many_zeros, 4, 2).unwrap().scale, 2);
     }
 
     #[test]
@@ -363,5 +392,18 @@ mod tests {
         assert!(Numeric::parse("1e-16383", None).is_ok());
         assert!(Numeric::parse("0e-16384", None).is_err());
         assert!(Numeric::parse("1e99999999999999999999", None).is_err());
+        for huge in [
+            "1e9223372036854775807",
+            "-1e-9223372036854775808",
+            "1e1000000001",
+        ] {
+            assert!(Numeric::parse(huge, None).is_err(), "{huge}");
+            assert!(limited(huge, 10, 2).is_err(), "{huge}");
+            assert!(!numeric_fits(huge), "{huge}");
+            assert!(
+                matches!(integer(huge), Integer::NotOne | Integer::OutOfRange),
+                "{huge}"
+            );
+        }
     }
 }

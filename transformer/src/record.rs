@@ -806,7 +806,13 @@ mod tests {
                 "{not_integers}"
             );
         }
-        for too_big in ["1e19", "1e400", "-9.3e18", "1e99999999999999999999"] {
+        for too_big in [
+            "1e19",
+            "1e400",
+            "-9.3e18",
+            "1e99999999999999999999",
+            "1e9223372036854775807",
+        ] {
             assert!(
                 id(too_big).unwrap_err().contains("out of range"),
                 "{too_big}"

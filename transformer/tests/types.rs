@@ -136,6 +136,8 @@ async fn numeric_loads_the_json_number_exactly_at_its_boundaries() {
         "1e-16383".to_owned(),
         most_digits_before.clone(),
         "9223372036854775808".to_owned(),
+        // 131072 significant digits: 32768 base-10000 groups, a count only unsigned 16 bits hold.
+        "9".repeat(131_072),
     ];
     let batch = format!(
         "[{}]",
@@ -173,7 +175,7 @@ async fn numeric_loads_the_json_number_exactly_at_its_boundaries() {
 async fn numeric_with_limits_loads_up_to_them_and_rejects_beyond() {
     let batch = r#"[
         {"m": 9999999999.99}, {"m": -9999999999.99}, {"m": 0.01}, {"m": 19.9},
-        {"m": 19.990}, {"m": 1e9}, {"m": 0},
+        {"m": 19.990}, {"m": 1e9}, {"m": 0}, {"m": 0.000}, {"m": -0e5},
         {"m": 19.999}, {"m": 10000000000}, {"m": 1e-3}, {"m": "19.99"}
     ]"#;
 
@@ -192,6 +194,8 @@ async fn numeric_with_limits_loads_up_to_them_and_rejects_beyond() {
             "19.90",
             "19.99",
             "1000000000.00",
+            "0.00",
+            "0.00",
             "0.00"
         ]
     );
@@ -199,24 +203,24 @@ async fn numeric_with_limits_loads_up_to_them_and_rejects_beyond() {
         rejected(&rejects),
         [
             (
-                7,
+                9,
                 "m".to_owned(),
                 "19.999 has 3 digits after the point, numeric(12,2) keeps 2: it would be rounded"
                     .to_owned()
             ),
             (
-                8,
+                10,
                 "m".to_owned(),
                 "10000000000 has 11 digits before the point, numeric(12,2) holds 10".to_owned()
             ),
             (
-                9,
+                11,
                 "m".to_owned(),
                 "1e-3 has 3 digits after the point, numeric(12,2) keeps 2: it would be rounded"
                     .to_owned()
             ),
             (
-                10,
+                12,
                 "m".to_owned(),
                 "expected a decimal number, found a string \"19.99\"".to_owned()
             ),

@@ -468,6 +468,12 @@ impl Column {
                     "column {name:?}: format {format:?} is not a valid strftime format"
                 ))
             }
+            (None, Some(format)) if scalar != ColumnType::Timestamptz && has_offset(format) => {
+                Err(format!(
+                    "column {name:?}: format {format:?} reads a UTC offset, which a \
+                     {column_type} would drop: declare the column timestamptz"
+                ))
+            }
             (None, Some(format)) if scalar == ColumnType::Timestamptz && !has_offset(format) => {
                 Err(format!(
                     "column {name:?}: format {format:?} has no UTC offset (%z or %:z), so a \
@@ -568,6 +574,11 @@ mod tests {
         assert!(
             problem("timestamptz", |c| c.format = Some("%d/%m/%Y %H:%M".into()))
                 .contains("has no UTC offset")
+        );
+        assert!(
+            problem("timestamp", |c| c.format =
+                Some("%Y-%m-%d %H:%M:%S %z".into()))
+            .contains("reads a UTC offset, which a timestamp would drop")
         );
         assert!(
             problem("timestamptz", |c| {
