@@ -151,10 +151,13 @@ async fn metrics_count_a_load_exactly_and_json_logs_carry_the_message_span() {
 #[tokio::test]
 async fn not_ready_while_receives_keep_failing() {
     let env = TestEnv::new().await;
-    // The test queue's receives wait 1 s, so a working loop progresses well within 3 s.
+    // Receives wait 1 s, so a working loop progresses well within 3 s.
     let daemon = common::daemon(
         &env,
-        &[("BARGE__METRICS__TRANSFORMER_PROGRESS_WINDOW", "3s")],
+        &[
+            ("BARGE__QUEUE__WAIT_SECONDS", "1"),
+            ("BARGE__METRICS__TRANSFORMER_PROGRESS_WINDOW", "3s"),
+        ],
     );
     let address = daemon.ops_address(LIMIT).await;
     eventually(LIMIT, "ready", || async {
