@@ -197,8 +197,11 @@ data "aws_iam_policy_document" "transformer" {
     resources = [aws_s3_bucket.data.arn]
   }
 
-  # ChangeMessageVisibilityBatch and DeleteMessageBatch are authorised by the single-message
-  # actions; GetQueueAttributes reads VisibilityTimeout and RedrivePolicy at start.
+  # ChangeMessageVisibilityBatch, DeleteMessageBatch and SendMessageBatch are authorised by the
+  # single-message actions; GetQueueAttributes reads VisibilityTimeout and RedrivePolicy at
+  # start, and the queue's depth every metrics.queue_poll_interval. SendMessage is for the
+  # operator's tools, run on this host with this role: `transformer replay` announces archived
+  # batches again and `transformer dlq redrive` moves dead letters back to this queue.
   statement {
     sid    = "ConsumeBatches"
     effect = "Allow"
@@ -208,16 +211,25 @@ data "aws_iam_policy_document" "transformer" {
       "sqs:ChangeMessageVisibility",
       "sqs:GetQueueUrl",
       "sqs:GetQueueAttributes",
+      "sqs:SendMessage",
     ]
     resources = [aws_sqs_queue.main.arn]
   }
 
+  # SendMessage dead-letters what can never load; GetQueueAttributes reads the dead-letter
+  # queue's depth (the daemon's poller and `transformer status`); ReceiveMessage,
+  # ChangeMessageVisibility and DeleteMessage are `transformer dlq peek` (which receives and
+  # releases) and `transformer dlq redrive` (which deletes what it moved back).
   statement {
     sid    = "DeadLetter"
     effect = "Allow"
     actions = [
       "sqs:SendMessage",
       "sqs:GetQueueUrl",
+      "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:DeleteMessage",
     ]
     resources = [aws_sqs_queue.dlq.arn]
   }

@@ -114,7 +114,7 @@ impl Importer {
     /// that a misconfigured queue or bucket fails at start-up rather than after the first fetch.
     /// Its metrics are counted but not served.
     pub async fn new(settings: Settings, aws: AwsClients) -> Result<Self, StartError> {
-        let liveness = Liveness::start(stall_limit(&settings));
+        let liveness = Liveness::start(stall_limit(&settings), None);
         Self::start(settings, aws, liveness, ImporterMetrics::default()).await
     }
 
@@ -134,7 +134,9 @@ impl Importer {
             .iter()
             .filter(|source| source.url.is_some());
         metrics.prime(fetched.map(|source| source.name.as_str()));
-        let liveness = Liveness::start(stall_limit(&settings));
+        // No progress window: each page is work the stall limit bounds, and waiting between
+        // runs (or after a failed one) is healthy.
+        let liveness = Liveness::start(stall_limit(&settings), None);
         let listen = settings.metrics.importer_listen;
         barge_core::ops::serve(listen, registry, liveness.clone(), shutdown.clone()).await?;
         let importer = Self::start(settings, aws, liveness, metrics).await?;
@@ -237,11 +239,16 @@ impl Importer {
             .await;
         let _entered = span.enter();
         let ok = outcome.is_ok();
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(ImportError::Interrupted { .. }) => "interrupted",
+            Err(_) => "failed",
+        };
         self.metrics
             .runs
             .get_or_create(&OutcomeLabels {
                 source: source.name.clone(),
-                outcome: if ok { "ok" } else { "failed" },
+                outcome: label,
             })
             .inc();
         if ok {

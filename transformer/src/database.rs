@@ -15,6 +15,7 @@ use barge_core::Source;
 use barge_core::secrets::SecretError;
 use barge_core::settings::{DatabaseSettings, DbError};
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
@@ -209,6 +210,15 @@ impl Database {
         replay_id: &str,
     ) -> Result<bool, DbError> {
         Ok(ledger::contains(self.client().await?, bucket, key, sha256, replay_id).await?)
+    }
+
+    /// When each of `sources` last committed a load, for those the ledger has loads of: seeds
+    /// `barge_last_load_timestamp_seconds` at start, so a restart does not blank it.
+    pub async fn last_commits(
+        &mut self,
+        sources: &[String],
+    ) -> Result<Vec<(String, DateTime<Utc>)>, DbError> {
+        Ok(ledger::last_commits(self.client().await?, sources).await?)
     }
 
     /// Opens the load of an object into `source`'s table: a transaction (with, for a keyed

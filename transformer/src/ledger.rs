@@ -177,3 +177,18 @@ pub async fn finish(
         .await?;
     Ok(())
 }
+
+/// The time of the last committed load of each of `sources` that has one.
+pub async fn last_commits(
+    client: &impl GenericClient,
+    sources: &[String],
+) -> Result<Vec<(String, DateTime<Utc>)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT source, max(committed_at) FROM barge.loads \
+             WHERE source = ANY($1) GROUP BY source",
+            &[&sources],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}

@@ -273,7 +273,7 @@ impl Transformer {
         Self::start(
             settings,
             aws,
-            Liveness::start(STALL_LIMIT),
+            Liveness::start(STALL_LIMIT, None),
             TransformerMetrics::default(),
         )
         .await
@@ -291,7 +291,8 @@ impl Transformer {
         let mut registry = barge_core::metrics::registry();
         metrics.register(&mut registry);
         metrics.prime(settings.sources.iter().map(|source| source.name.as_str()));
-        let liveness = Liveness::start(STALL_LIMIT);
+        let window = settings.metrics.transformer_progress_window;
+        let liveness = Liveness::start(STALL_LIMIT, Some(window));
         let listen = settings.metrics.transformer_listen;
         barge_core::ops::serve(listen, registry, liveness.clone(), shutdown.clone()).await?;
         let transformer = Self::start(settings, aws, liveness, metrics).await?;
@@ -348,6 +349,14 @@ impl Transformer {
             .map_err(|err| StartError::Database(barge_core::error_chain(&err)))?;
         if !drift.is_empty() {
             return Err(StartError::SchemaDrift(drift));
+        }
+        let sources: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
+        let last_loads = database
+            .last_commits(&sources)
+            .await
+            .map_err(|err| StartError::Database(barge_core::error_chain(&err)))?;
+        for (source, committed_at) in last_loads {
+            metrics.last_loaded(&source, committed_at);
         }
         tracing::info!(
             queue_url = %queue_url,
@@ -523,26 +532,31 @@ impl Transformer {
     ) -> Outcome {
         let mut delays = retry_delays();
         let mut attempt = 0;
+        // The configured source of the object being processed, once known.
+        let mut source = None;
         loop {
             attempt += 1;
             let processed = {
                 // Each attempt is work for the watchdog; the pauses between them are not.
                 let _work = self.liveness.work();
                 let mut session = self.sessions.take();
-                let processed = self.process(&mut session, message, received_at, done).await;
+                let processed = self
+                    .process(&mut session, message, received_at, done, &mut source)
+                    .await;
                 session.finished();
                 processed
             };
             let error = match processed {
                 Ok(()) => {
                     self.queue.done(message).await;
+                    self.liveness.progress();
                     return Outcome::Done;
                 }
                 Err(error) => error,
             };
             let class = error.class();
             if class == FailureClass::Permanent {
-                return self.dead_letter(message, error).await;
+                return self.dead_letter(message, error, source).await;
             }
             if attempt == 1 {
                 self.queue.delete_done().await;
@@ -577,15 +591,30 @@ impl Transformer {
         }
     }
 
-    /// Moves a message that can never load to the dead-letter queue with its reason.
-    async fn dead_letter(&self, message: &Message, error: ProcessError) -> Outcome {
+    /// Moves a message that can never load to the dead-letter queue with its reason, and counts
+    /// its object once it is there (`rejected` for too many rejected records, `dead_lettered`
+    /// otherwise) under `source`, the configured source of the object, or `unknown` when the
+    /// message names none configured (never the announced name: the label set stays bounded).
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        error: ProcessError,
+        source: Option<&str>,
+    ) -> Outcome {
         match self.dead_letters.send(message, &error).await {
             Ok(()) => {
                 self.queue.delete(std::slice::from_ref(message)).await;
+                self.liveness.progress();
                 let class = ClassLabel {
                     class: error.kind(),
                 };
                 self.metrics.dead_lettered.get_or_create(&class).inc();
+                let outcome = match error {
+                    ProcessError::TooManyRejects { .. } => "rejected",
+                    _ => "dead_lettered",
+                };
+                self.metrics
+                    .object(source.unwrap_or(UNKNOWN_SOURCE), outcome);
                 tracing::error!(
                     error = %error,
                     class = error.kind(),
@@ -609,13 +638,15 @@ impl Transformer {
 
     /// Everything between receiving a message and deleting it: parse, check, then load each
     /// object it announces ([`Transformer::load`]), appending what was done to `done`. Objects
-    /// already in `done` (an earlier attempt's) are not loaded again.
-    async fn process(
-        &self,
+    /// already in `done` (an earlier attempt's) are not loaded again. `source` is set to the
+    /// configured source of each object as it is found, for the metrics of a failure.
+    async fn process<'s>(
+        &'s self,
         database: &mut Database,
         message: &Message,
         received_at: DateTime<Utc>,
         done: &mut Vec<Done>,
+        source: &mut Option<&'s str>,
     ) -> Result<(), ProcessError> {
         let message_id = queue::id(message);
         match Notice::parse(message.body().unwrap_or_default())? {
@@ -625,9 +656,10 @@ impl Transformer {
             }
             Notice::Batch(batch) => {
                 let announced = self.archived(&batch)?;
-                let source = self.source_of(&announced)?;
+                let declared = self.source_of(&announced)?;
+                *source = Some(declared.name.as_str());
                 let loaded = self
-                    .load(database, &announced, source, message_id, received_at)
+                    .load(database, &announced, declared, message_id, received_at)
                     .await?;
                 done.push(loaded);
             }
@@ -640,14 +672,16 @@ impl Transformer {
                     );
                 }
                 for object in objects.iter().skip(done.len()) {
-                    let (announced, source) = self.landed(object)?;
+                    *source = None;
+                    let (announced, declared) = self.landed(object)?;
+                    *source = Some(declared.name.as_str());
                     if object.is_folder_marker() {
                         tracing::info!("empty object ending in / (a folder marker) ignored");
                         done.push(Done::Ignored);
                         continue;
                     }
                     let loaded = self
-                        .load(database, &announced, source, message_id, received_at)
+                        .load(database, &announced, declared, message_id, received_at)
                         .await?;
                     done.push(loaded);
                 }
@@ -776,13 +810,15 @@ impl Transformer {
         let copied = load.copy(&mut pipeline.chunks).await;
         let (tally, read) = pipeline.finish(announced, copied.is_err()).await;
         let digest = read?;
-        let label = barge_core::metrics::SourceLabel::of(&source.name);
-        self.metrics.read_bytes.get_or_create(&label).inc_by(length);
+        if digest.is_some() {
+            // Read to its end: the whole object came through (a cut-off read has no digest).
+            let label = barge_core::metrics::SourceLabel::of(&source.name);
+            self.metrics.read_bytes.get_or_create(&label).inc_by(length);
+        }
         let copied = copied.map_err(|err| database_error(&err, Some(&tally.rejects)))?;
         let sha256 = digest.expect("the download is read to its end whenever the COPY succeeds");
         let rejected = tally.rejects.count();
         if rejected as f64 > source.max_reject_ratio * tally.records as f64 {
-            self.metrics.object(&source.name, "rejected");
             return Err(ProcessError::TooManyRejects {
                 key: key.to_owned(),
                 rejected,
@@ -883,6 +919,7 @@ impl Transformer {
         received: Result<Vec<Message>, ReceiveError>,
     ) -> Result<Vec<Message>, ReceiveError> {
         let messages = received?;
+        self.liveness.progress();
         let metrics = &self.metrics;
         metrics.receives.inc();
         if messages.is_empty() {
@@ -902,9 +939,8 @@ impl Transformer {
         for wait in &waits {
             metrics.queue_wait.observe(*wait);
         }
-        if let Some(oldest) = waits.into_iter().reduce(f64::max) {
-            metrics.oldest_received_age.set(oldest);
-        }
+        let oldest = waits.into_iter().reduce(f64::max).unwrap_or(0.0);
+        metrics.oldest_received_age.set(oldest);
         metrics.in_flight.set(self.queue.held().await as i64);
         Ok(messages)
     }
@@ -945,37 +981,27 @@ async fn read_depth(
     queue: &'static str,
     url: &str,
 ) {
-    let states = [
-        ("visible", QueueAttributeName::ApproximateNumberOfMessages),
-        (
-            "not_visible",
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ),
-        (
-            "delayed",
-            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ),
-    ];
-    let request = states.iter().fold(
-        sqs.get_queue_attributes().queue_url(url),
-        |request, (_, name)| request.attribute_names(name.clone()),
-    );
-    let attributes = match request.send().await {
-        Ok(output) => output.attributes.unwrap_or_default(),
+    let depth = match ops::status::depth(sqs, url).await {
+        Ok(depth) => depth,
         Err(err) => {
-            tracing::warn!(queue_url = %url, error = %barge_core::error_chain(&err), "cannot read the queue's depth");
+            tracing::warn!(queue_url = %url, error = %err, "cannot read the queue's depth");
             return;
         }
     };
-    for (state, name) in states {
-        if let Some(count) = attributes.get(&name).and_then(|n| n.parse::<i64>().ok()) {
-            metrics
-                .queue_messages
-                .get_or_create(&QueueLabels { queue, state })
-                .set(count);
-        }
+    for (state, count) in [
+        ("visible", depth.visible),
+        ("not_visible", depth.in_flight),
+        ("delayed", depth.delayed),
+    ] {
+        metrics
+            .queue_messages
+            .get_or_create(&QueueLabels { queue, state })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 }
+
+/// The `source` label of a dead-lettered object whose source is not configured (or not known).
+const UNKNOWN_SOURCE: &str = "unknown";
 
 /// The longest pause between two tries of a failing dependency.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);

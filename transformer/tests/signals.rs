@@ -1,7 +1,8 @@
 //! `transformer run`'s operations endpoint and JSON logs against the real services: after a
 //! load, `/metrics` (read by a Prometheus text-format parser) reports its exact counts, the
-//! daemon is ready, and each JSON log line carries the message's span; before PostgreSQL
-//! answers, it is live but not ready.
+//! daemon is ready, and each JSON log line carries the message's span; a restarted daemon
+//! reports the ledger's last load; before PostgreSQL answers, it is live but not ready; when its
+//! receives keep failing, it turns not ready.
 
 mod common;
 
@@ -118,6 +119,67 @@ async fn metrics_count_a_load_exactly_and_json_logs_carry_the_message_span() {
         span["message_id"].as_str().is_some_and(|id| !id.is_empty()),
         "{committed}"
     );
+
+    // A restart reports the last load from the ledger, before it loads anything.
+    let committed_at: f64 = env
+        .db()
+        .await
+        .query_one(
+            "SELECT extract(epoch FROM max(committed_at))::float8 FROM barge.loads \
+             WHERE source = 'posts'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let restarted = common::daemon(&env, &[]);
+    let address = restarted.ops_address(LIMIT).await;
+    eventually(LIMIT, "ready after the restart", || async {
+        get(address, "/health/ready").await.0 == 200
+    })
+    .await;
+    let last_load = Metrics::scrape(address)
+        .await
+        .value("barge_last_load_timestamp_seconds", &source)
+        .unwrap_or_else(|| panic!("no last load after the restart:\n{}", restarted.log()));
+    assert!(
+        (last_load - committed_at).abs() < 1e-3,
+        "{last_load} vs the ledger's {committed_at}"
+    );
+}
+
+#[tokio::test]
+async fn not_ready_while_receives_keep_failing() {
+    let env = TestEnv::new().await;
+    // Receives wait 1 s, so a working loop progresses well within 3 s.
+    let daemon = common::daemon(
+        &env,
+        &[
+            ("BARGE__QUEUE__WAIT_SECONDS", "1"),
+            ("BARGE__METRICS__TRANSFORMER_PROGRESS_WINDOW", "3s"),
+        ],
+    );
+    let address = daemon.ops_address(LIMIT).await;
+    eventually(LIMIT, "ready", || async {
+        get(address, "/health/ready").await.0 == 200
+    })
+    .await;
+
+    // Every receive fails from now on: the loop retries and makes no progress.
+    env.aws
+        .sqs
+        .delete_queue()
+        .queue_url(&env.queue_url)
+        .send()
+        .await
+        .unwrap();
+    eventually(LIMIT, "not ready: no progress", || async {
+        let (status, body) = get(address, "/health/ready").await;
+        status == 503 && body.starts_with("degraded: no progress for")
+    })
+    .await;
+    assert_eq!(get(address, "/health/live").await.0, 200);
+    assert!(daemon.log().contains("receive failed"), "{}", daemon.log());
 }
 
 #[tokio::test]

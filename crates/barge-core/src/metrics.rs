@@ -83,9 +83,15 @@ pub struct QueueLabels {
 /// The values of [`StatusLabels::status_class`].
 const STATUS_CLASSES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "other", "none"];
 /// The outcomes of an importer's run.
-const RUN_OUTCOMES: [&str; 2] = ["ok", "failed"];
+const RUN_OUTCOMES: [&str; 3] = ["ok", "failed", "interrupted"];
 /// The outcomes of an object in `barge_objects_total`.
-const OBJECT_OUTCOMES: [&str; 4] = ["loaded", "duplicate", "superseded", "rejected"];
+const OBJECT_OUTCOMES: [&str; 5] = [
+    "loaded",
+    "duplicate",
+    "superseded",
+    "rejected",
+    "dead_lettered",
+];
 
 /// The class of an HTTP status, for [`StatusLabels::status_class`].
 pub fn status_class(status: Option<u16>) -> &'static str {
@@ -104,7 +110,7 @@ pub fn unix_seconds(at: chrono::DateTime<chrono::Utc>) -> f64 {
     at.timestamp_micros() as f64 / 1e6
 }
 
-/// Buckets of durations, from 10 ms to about 45 minutes.
+/// Buckets of durations, from 10 ms to about 25 minutes (0.01 × 2.5¹³ ≈ 1490 s).
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.5, 14))
 }
@@ -114,7 +120,8 @@ fn rows_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 4.0, 12))
 }
 
-/// Buckets of how long messages waited on the queue, from 100 ms to about 12 days.
+/// Buckets of how long messages waited on the queue, from 100 ms to about 77 days
+/// (0.1 × 4¹³ ≈ 6.7 million s; SQS keeps a message at most 14 days).
 fn wait_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.1, 4.0, 14))
 }
@@ -138,7 +145,8 @@ pub struct ImporterMetrics {
     /// `barge_importer_http_retries_total{source}`: tries made again after a 429, 5xx or
     /// transport failure.
     pub http_retries: Family<SourceLabel, Counter>,
-    /// `barge_importer_runs_total{source,outcome}`: runs ended, `ok` or `failed`.
+    /// `barge_importer_runs_total{source,outcome}`: runs ended, `ok`, `failed` or
+    /// `interrupted` (stopped by shutdown after a whole page).
     pub runs: Family<OutcomeLabels, Counter>,
     /// `barge_importer_last_success_timestamp_seconds{source}`: when a run last ended well.
     pub last_success: Family<SourceLabel, FloatGauge>,
@@ -228,7 +236,7 @@ impl ImporterMetrics {
         );
         registry.register(
             "importer_runs",
-            "Runs of a source that ended, by outcome (ok, failed)",
+            "Runs of a source that ended, by outcome (ok, failed, interrupted)",
             self.runs.clone(),
         );
         registry.register_with_unit(
@@ -249,7 +257,10 @@ pub struct TransformerMetrics {
     pub records_rejected: Family<SourceLabel, Counter>,
     /// `barge_objects_total{source,outcome}`: objects by what became of them: `loaded`,
     /// `duplicate` (in the ledger already), `superseded` (a landing key put again since its
-    /// event), `rejected` (more rejected records than `max_reject_ratio`: dead-lettered).
+    /// event), `rejected` (more rejected records than `max_reject_ratio`: dead-lettered),
+    /// `dead_lettered` (dead-lettered for any other reason; `source` is `unknown` when the
+    /// message names no configured source). Both dead-letter outcomes count once the message is
+    /// on the dead-letter queue.
     pub objects: Family<OutcomeLabels, Counter>,
     /// `barge_messages_dead_lettered_total{class}`: messages moved to the dead-letter queue.
     pub dead_lettered: Family<ClassLabel, Counter>,
@@ -271,8 +282,8 @@ pub struct TransformerMetrics {
     /// `barge_queue_wait_seconds`: how long each received message had been on the queue
     /// (since it was first sent).
     pub queue_wait: Histogram,
-    /// `barge_queue_oldest_received_age_seconds`: of the messages the last non-empty receive
-    /// returned, how long the oldest had been on the queue.
+    /// `barge_queue_oldest_received_age_seconds`: of the messages the last receive returned,
+    /// how long the oldest had been on the queue; 0 after an empty receive.
     pub oldest_received_age: FloatGauge,
     /// `barge_queue_messages{queue,state}`: the queues' depth, read every
     /// `metrics.queue_poll_interval`.
@@ -333,7 +344,7 @@ impl TransformerMetrics {
         );
         registry.register(
             "objects",
-            "Objects by outcome: loaded, duplicate, superseded, rejected (too many rejected records)",
+            "Objects by outcome: loaded, duplicate, superseded, rejected (too many rejected records), dead_lettered",
             self.objects.clone(),
         );
         registry.register(
@@ -387,7 +398,7 @@ impl TransformerMetrics {
         );
         registry.register_with_unit(
             "queue_oldest_received_age",
-            "Of the messages the last non-empty receive returned, the longest time on the queue",
+            "Of the messages the last receive returned, the longest time on the queue (0: none)",
             Unit::Seconds,
             self.oldest_received_age.clone(),
         );
@@ -414,9 +425,15 @@ impl TransformerMetrics {
         self.load_rows
             .get_or_create_owned(&label)
             .observe(loaded as f64);
+        self.last_loaded(source, chrono::Utc::now());
+    }
+
+    /// Sets when a load of `source` last committed: at each commit, and at start from the
+    /// ledger, so a restart does not blank it.
+    pub fn last_loaded(&self, source: &str, at: chrono::DateTime<chrono::Utc>) {
         self.last_load
-            .get_or_create(&label)
-            .set(unix_seconds(chrono::Utc::now()));
+            .get_or_create(&SourceLabel::of(source))
+            .set(unix_seconds(at));
     }
 
     /// Counts an object of `source` with `outcome`.

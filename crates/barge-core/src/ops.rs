@@ -3,8 +3,9 @@
 //! - `GET /metrics`: the registry in the OpenMetrics text format, which Prometheus scrapes;
 //! - `GET /health/live`: 200 while the process serves at all;
 //! - `GET /health/ready`: 200 once the daemon's dependencies answered and its loop runs
-//!   ([`Liveness::ready`]), 503 before that and while its work is stalled (the watchdog's own
-//!   notion of progress, [`Liveness::readiness`]).
+//!   ([`Liveness::ready`]), 503 before that, while its work is stalled (the watchdog's own
+//!   notion of progress) and, for the transformer, while its loop makes no progress
+//!   ([`Liveness::readiness`]).
 //!
 //! It listens on `metrics.importer_listen` or `metrics.transformer_listen` (loopback by
 //! default) and stops with the daemon.
@@ -86,6 +87,14 @@ async fn ready(State(served): State<Served>) -> (StatusCode, String) {
         Readiness::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: waiting for the daemon's dependencies to answer\n".into(),
+        ),
+        Readiness::NoProgress(elapsed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "degraded: no progress for {}s (no receive answered, no message settled); \
+                 see the log for the failing dependency\n",
+                elapsed.as_secs()
+            ),
         ),
         Readiness::Stalled(elapsed) => (
             StatusCode::SERVICE_UNAVAILABLE,

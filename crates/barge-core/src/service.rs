@@ -6,7 +6,11 @@
 //! longer than [`STALL_LIMIT`]. Waiting idle for the next interval is not a stall.
 //!
 //! The same standing answers `/health/ready` (see [`crate::ops`]): ready once the daemon told
-//! systemd so, and not ready while its work is stalled.
+//! systemd so, and not ready while its work is stalled. A daemon with a progress window (the
+//! transformer) is also not ready when its loop has made no progress ([`Liveness::progress`]: a
+//! receive answered, a message settled) for that long and no work started in time to explain
+//! it: its loop is waiting out an outage. That is for readiness only: the watchdog keeps being
+//! fed, since restarting a daemon does not end a dependency's outage.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +38,10 @@ struct Inner {
     ready: AtomicBool,
     /// Work under way for longer than this is a stall.
     stall_limit: Duration,
+    /// When the loop last made progress (or became ready).
+    progressed: Mutex<Instant>,
+    /// No progress for longer than this, with no work started within it, is not ready.
+    progress_window: Option<Duration>,
 }
 
 impl Default for Inner {
@@ -43,6 +51,8 @@ impl Default for Inner {
             under_way: Mutex::default(),
             ready: AtomicBool::default(),
             stall_limit: STALL_LIMIT,
+            progressed: Mutex::new(Instant::now()),
+            progress_window: None,
         }
     }
 }
@@ -56,6 +66,9 @@ pub enum Readiness {
     Ready,
     /// A piece of work has been under way for this long, beyond the stall limit.
     Stalled(Duration),
+    /// The loop has made no progress for this long, beyond the progress window, and no work
+    /// started within the window is under way: it waits out a failing dependency.
+    NoProgress(Duration),
 }
 
 /// A piece of work under way; dropping it ends it.
@@ -68,9 +81,10 @@ pub struct Work {
 
 impl Liveness {
     /// Starts feeding systemd's watchdog, if the service has one (`WATCHDOG_USEC`), every third
-    /// of its period while no work has been under way for longer than `stall_limit`.
-    pub fn start(stall_limit: Duration) -> Self {
-        let liveness = Self::with_stall_limit(stall_limit);
+    /// of its period while no work has been under way for longer than `stall_limit`. With a
+    /// `progress_window`, [`Liveness::readiness`] also watches [`Liveness::progress`].
+    pub fn start(stall_limit: Duration, progress_window: Option<Duration>) -> Self {
+        let liveness = Self::with_limits(stall_limit, progress_window);
         if let Some(period) = sd_notify::watchdog_enabled() {
             tokio::spawn(feed_watchdog(liveness.clone(), period / 3, stall_limit));
         }
@@ -78,31 +92,61 @@ impl Liveness {
     }
 
     /// A standing whose work stalls after `stall_limit`, without the watchdog feed.
-    fn with_stall_limit(stall_limit: Duration) -> Self {
+    fn with_limits(stall_limit: Duration, progress_window: Option<Duration>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 stall_limit,
+                progress_window,
                 ..Inner::default()
             }),
         }
     }
 
     /// Tells systemd the daemon is up, with a status line for `systemctl status`, and makes
-    /// [`Liveness::readiness`] say so.
+    /// [`Liveness::readiness`] say so; becoming ready counts as progress.
     pub fn ready(&self, status: &str) {
+        self.progress();
         self.inner.ready.store(true, Ordering::Relaxed);
         notify(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
-    /// Whether the daemon is ready: it said so, and none of its work is stalled.
+    /// Records that the work loop made progress now (a receive answered, a message settled).
+    pub fn progress(&self) {
+        *lock(&self.inner.progressed) = Instant::now();
+    }
+
+    /// Whether the daemon is ready: it said so, none of its work is stalled, and (with a
+    /// progress window) its loop progresses.
     pub fn readiness(&self) -> Readiness {
         if !self.inner.ready.load(Ordering::Relaxed) {
             return Readiness::Starting;
         }
-        match self.stalled(self.inner.stall_limit) {
-            Some(elapsed) => Readiness::Stalled(elapsed),
+        if let Some(elapsed) = self.stalled(self.inner.stall_limit) {
+            return Readiness::Stalled(elapsed);
+        }
+        match self.without_progress() {
+            Some(elapsed) => Readiness::NoProgress(elapsed),
             None => Readiness::Ready,
         }
+    }
+
+    /// How long the loop has gone without progress, when that is beyond the progress window
+    /// and no work under way started within the window after the last progress. Work started
+    /// in time (a long load, which the stall limit bounds) explains the silence; work started
+    /// later (an attempt during an outage, a receive after failed ones) does not.
+    fn without_progress(&self) -> Option<Duration> {
+        let window = self.inner.progress_window?;
+        let progressed = *lock(&self.inner.progressed);
+        let elapsed = progressed.elapsed();
+        if elapsed <= window {
+            return None;
+        }
+        let deadline = progressed + window;
+        let explained = self
+            .under_way()
+            .values()
+            .any(|started| *started <= deadline);
+        (!explained).then_some(elapsed)
     }
 
     /// Marks a piece of work as under way until the returned guard is dropped.
@@ -126,20 +170,20 @@ impl Liveness {
     }
 
     fn under_way(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
-        self.inner
-            .under_way
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.under_way)
     }
+}
+
+/// Locks `mutex`; a panic elsewhere while it was held leaves plain data, still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Work {
     fn drop(&mut self) {
-        self.inner
-            .under_way
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&self.id);
+        lock(&self.inner.under_way).remove(&self.id);
     }
 }
 
@@ -196,7 +240,7 @@ mod tests {
 
     #[test]
     fn ready_once_told_and_not_while_stalled() {
-        let liveness = Liveness::with_stall_limit(Duration::from_millis(20));
+        let liveness = Liveness::with_limits(Duration::from_millis(20), None);
         assert_eq!(liveness.readiness(), Readiness::Starting);
         liveness.ready("test");
         assert_eq!(liveness.readiness(), Readiness::Ready);
@@ -218,5 +262,49 @@ mod tests {
         assert!(liveness.stalled(limit).is_some());
         drop(work);
         assert_eq!(liveness.stalled(limit), None);
+    }
+
+    /// Backdates the last progress of `liveness` by `ago`: no sleeping, no timing.
+    fn progressed_ago(liveness: &Liveness, ago: Duration) -> Instant {
+        let at = Instant::now().checked_sub(ago).expect("the clock runs");
+        *lock(&liveness.inner.progressed) = at;
+        at
+    }
+
+    #[test]
+    fn not_ready_without_progress_unless_work_started_in_time_explains_it() {
+        let window = Duration::from_secs(30);
+        let liveness = Liveness::with_limits(STALL_LIMIT, Some(window));
+        liveness.ready("test");
+        assert_eq!(liveness.readiness(), Readiness::Ready);
+        let progressed = progressed_ago(&liveness, window * 2);
+        assert!(matches!(liveness.readiness(), Readiness::NoProgress(_)));
+        let late_attempt = liveness.work();
+        assert!(
+            matches!(liveness.readiness(), Readiness::NoProgress(_)),
+            "work started after the window does not explain the silence"
+        );
+        drop(late_attempt);
+        let long_load = liveness.work();
+        liveness
+            .under_way()
+            .insert(long_load.id, progressed + Duration::from_secs(1));
+        assert_eq!(
+            liveness.readiness(),
+            Readiness::Ready,
+            "work started within the window does"
+        );
+        drop(long_load);
+        assert!(matches!(liveness.readiness(), Readiness::NoProgress(_)));
+        liveness.progress();
+        assert_eq!(liveness.readiness(), Readiness::Ready);
+    }
+
+    #[test]
+    fn without_a_progress_window_idle_is_ready() {
+        let liveness = Liveness::with_limits(STALL_LIMIT, None);
+        liveness.ready("test");
+        progressed_ago(&liveness, Duration::from_secs(3600));
+        assert_eq!(liveness.readiness(), Readiness::Ready);
     }
 }

@@ -458,6 +458,11 @@ pub struct MetricsSettings {
     /// (`GetQueueAttributes`, one request per queue).
     #[serde(with = "humantime_serde")]
     pub queue_poll_interval: Duration,
+    /// How long the transformer's loop may go without progress (a receive answered, a message
+    /// settled) before `/health/ready` says not ready; longer than `queue.wait_seconds`, since
+    /// an idle long poll answers only when it ends.
+    #[serde(with = "humantime_serde")]
+    pub transformer_progress_window: Duration,
 }
 
 impl Default for MetricsSettings {
@@ -466,6 +471,7 @@ impl Default for MetricsSettings {
             importer_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             transformer_listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
             queue_poll_interval: Duration::from_secs(30),
+            transformer_progress_window: Duration::from_secs(120),
         }
     }
 }
@@ -580,6 +586,14 @@ impl Settings {
             return Err(SettingsError::OutOfRange(
                 "metrics.queue_poll_interval must be at least 1s".into(),
             ));
+        }
+        let wait = Duration::from_secs(self.queue.wait_seconds.unsigned_abs().into());
+        if self.metrics.transformer_progress_window <= wait {
+            return Err(SettingsError::OutOfRange(format!(
+                "metrics.transformer_progress_window must be longer than queue.wait_seconds \
+                 ({}s): an idle receive answers only after that long",
+                self.queue.wait_seconds
+            )));
         }
         if self.storage.bucket.is_empty() {
             return Err(SettingsError::OutOfRange("storage.bucket is empty".into()));

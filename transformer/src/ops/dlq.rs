@@ -254,7 +254,7 @@ pub async fn redrive(tools: &Tools, limit: Option<usize>) -> Result<Redrive, Ops
     let target = match limit {
         Some(limit) => limit,
         None => {
-            let depth = super::status::depth(tools, &tools.dead_letter_url).await?;
+            let depth = super::status::depth(&tools.aws.sqs, &tools.dead_letter_url).await?;
             usize::try_from(depth.visible).unwrap_or(usize::MAX)
         }
     };

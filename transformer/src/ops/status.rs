@@ -88,8 +88,8 @@ pub struct LoadRow {
 
 /// Reads the queues' attributes and each source's last `loads` loads.
 pub async fn collect(tools: &Tools, loads: u32) -> Result<Status, OpsError> {
-    let queue = depth(tools, &tools.queue_url).await?;
-    let dead_letter_queue = depth(tools, &tools.dead_letter_url).await?;
+    let queue = depth(&tools.aws.sqs, &tools.queue_url).await?;
+    let dead_letter_queue = depth(&tools.aws.sqs, &tools.dead_letter_url).await?;
     let mut database = tools.ledger().await?;
     let client = database
         .client()
@@ -139,11 +139,10 @@ pub async fn collect(tools: &Tools, loads: u32) -> Result<Status, OpsError> {
     })
 }
 
-/// The message counts of the queue at `url`.
-pub(super) async fn depth(tools: &Tools, url: &str) -> Result<QueueDepth, OpsError> {
-    let attributes = tools
-        .aws
-        .sqs
+/// The message counts of the queue at `url`: `transformer status`'s and the daemon's
+/// `barge_queue_messages`.
+pub async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDepth, OpsError> {
+    let attributes = sqs
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
