@@ -149,15 +149,27 @@ pub async fn discover(
             .collect();
         (pages, notes, declared_head(&source))
     } else {
-        let (records, notes) =
+        let (records, mut notes) =
             sample_url(&source, &mut requester, &url, http, options, &mut sample)
                 .instrument(span)
                 .await?;
+        // A credential in the URL must not be pasted into a settings file: such a URL is written
+        // with its user, password and query values hidden, for the user to move them.
+        let hides_secrets =
+            !url.username().is_empty() || url.password().is_some() || url.query().is_some();
+        let written = if hides_secrets { &shown } else { url.as_str() };
         let mut head = format!(
             "name = {}\nurl = {}\n",
             quoted(&source.name),
-            quoted(url.as_str())
+            quoted(written)
         );
+        if hides_secrets {
+            notes.push(
+                "The URL's user, password and query values are hidden (***): put a credential in \
+                 auth, other parameters in query = { … }."
+                    .to_owned(),
+            );
+        }
         if !records.is_empty() {
             head.push_str(&format!("records = {}\n", quoted(&records)));
         }
@@ -174,7 +186,7 @@ pub async fn discover(
         sample.records
     );
     for note in notes {
-        text.push_str(&format!("# {note}\n"));
+        text.push_str(&format!("# {}\n", block::commented(&note)));
     }
     text.push_str("[[sources]]\n");
     text.push_str(&keys);
@@ -272,7 +284,11 @@ async fn sample_url(
     if !others.is_empty() {
         notes.push(format!(
             "Besides the records the page holds: {} (paging fields?).",
-            others.join(", ")
+            others
+                .iter()
+                .map(|key| block::quoted(key))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if answer.link_next().is_some() {

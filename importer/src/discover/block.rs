@@ -225,6 +225,18 @@ pub fn quoted(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 
+/// `text` made safe for a `#` comment: TOML forbids control characters there (U+007F
+/// included), and a line break would end the comment and let sampled text become settings.
+pub fn commented(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => " ".to_owned(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// The block's `primary_key` line and its comment, then `columns = [ … ]` with a comment per
 /// column.
 pub fn key_and_columns(columns: &[Proposed]) -> String {
@@ -235,7 +247,7 @@ pub fn key_and_columns(columns: &[Proposed]) -> String {
                 "# {} is named like an id and unique in every sampled record: confirm that it\n\
                  # identifies a record (loads merge on it), or drop primary_key to append them all.\n\
                  primary_key = [{}]\n",
-                quoted(key.field.as_deref().unwrap_or(&key.name)),
+                commented(&quoted(key.field.as_deref().unwrap_or(&key.name))),
                 quoted(&key.name)
             ));
         }
@@ -251,7 +263,8 @@ pub fn key_and_columns(columns: &[Proposed]) -> String {
             comment.push_str(&format!("; {hint}"));
         }
         text.push_str(&format!(
-            "    # {comment}\n    {{ name = {}",
+            "    # {}\n    {{ name = {}",
+            commented(&comment),
             quoted(&column.name)
         ));
         text.push_str(&format!(
@@ -357,5 +370,18 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn sampled_text_cannot_leave_its_comment() {
+        let text = "a\u{7f}b\nprimary_key = [\"x\"]\r\tc";
+        let comment = format!("# {}\n", commented(text));
+        assert_eq!(comment.lines().count(), 1, "{comment}");
+        assert!(
+            !comment.chars().any(|c| c.is_control() && c != '\n'),
+            "{comment}"
+        );
+        let parsed: toml::Table = comment.parse().expect("a comment parses as TOML");
+        assert!(parsed.is_empty());
     }
 }

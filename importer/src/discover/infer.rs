@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::json::Json;
 
@@ -91,6 +91,10 @@ struct Strings {
     numbers: Option<Numbers>,
 }
 
+/// 4713 BC, PostgreSQL's earliest date, in chrono's astronomical years: an earlier value would
+/// be rejected by the transformer.
+const POSTGRES_EARLIEST_YEAR: i32 = -4712;
+
 impl Strings {
     /// The forms `text` has.
     fn of(text: &str) -> Self {
@@ -102,11 +106,14 @@ impl Strings {
             timestamp: ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
                 .iter()
                 .any(|format| {
-                    NaiveDateTime::parse_from_str(text, format)
-                        .is_ok_and(|time| no_leap(time.time()))
+                    NaiveDateTime::parse_from_str(text, format).is_ok_and(|time| {
+                        no_leap(time.time()) && time.year() >= POSTGRES_EARLIEST_YEAR
+                    })
                 })
                 && fraction_digits(text) <= 6,
-            date: text.len() == 10 && NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
+            date: text.len() == 10
+                && NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .is_ok_and(|date| date.year() >= POSTGRES_EARLIEST_YEAR),
             time: text.len() >= 8
                 && NaiveTime::parse_from_str(text, "%H:%M:%S%.f").is_ok_and(no_leap)
                 && fraction_digits(text) <= 6,
@@ -161,6 +168,45 @@ fn fraction_digits(text: &str) -> usize {
 }
 
 /// Whether `text` is a JSON number's text, as `convert = "string"` takes it.
+/// A key value as the column it is proposed for stores it: `1`, `1.0` and `"1"` (with
+/// `convert = "string"`) are one number, UUIDs differing in case one UUID; other strings are
+/// themselves (marked apart from numbers).
+fn identity(value: &Json) -> String {
+    match value {
+        Json::Number(text) => canonical_number(text),
+        Json::String(text) => match uuid::Uuid::try_parse(text) {
+            Ok(uuid) => uuid.to_string(),
+            Err(_) if is_number_text(text) => canonical_number(text),
+            Err(_) => format!("\"{text}"),
+        },
+        other => other.text(),
+    }
+}
+
+/// A JSON number's value as `digits e exponent`, leading and trailing zeros dropped, so that
+/// equal values written differently compare equal.
+fn canonical_number(text: &str) -> String {
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
+    let Ok(exponent) = exponent.parse::<i64>() else {
+        return text.to_owned();
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return "0".to_owned();
+    }
+    let shift = exponent
+        .saturating_sub(fraction.len() as i64)
+        .saturating_add((significant.len() - trimmed.len()) as i64);
+    format!("{sign}{trimmed}e{shift}")
+}
+
 fn is_number_text(text: &str) -> bool {
     text.parse::<serde_json::Number>().is_ok() && text.trim() == text
 }
@@ -273,8 +319,7 @@ impl Observed {
         }
         if let Some(distinct) = &mut self.distinct {
             let scalar = matches!(value, Json::Number(_) | Json::String(_));
-            // Numbers and strings apart: 1 and "1" are different values.
-            if !scalar || !distinct.insert(value.text()) {
+            if !scalar || !distinct.insert(identity(value)) {
                 self.repeated = true;
                 self.distinct = None;
             }
@@ -656,7 +701,19 @@ mod tests {
         };
         let number = |n: &str| Json::Number(n.into());
         assert!(observe("id", &[number("1"), number("2")]));
-        assert!(observe("id", &[number("1"), Json::String("1".into())]));
+        assert!(!observe("id", &[number("1"), Json::String("1".into())]));
+        assert!(!observe(
+            "id",
+            &[number("1.0"), number("1.00"), number("10e-1")]
+        ));
+        assert!(observe("id", &[number("1"), number("10"), number("0.1")]));
+        assert!(!observe(
+            "id",
+            &[
+                Json::String("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+                Json::String("67E55044-10B1-426F-9247-BB680E5FE0C8".into())
+            ]
+        ));
         assert!(!observe("id", &[number("1"), number("1")]));
         assert!(!observe("id", &[number("1"), Json::Null]));
         assert!(
