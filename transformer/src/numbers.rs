@@ -5,77 +5,11 @@
 use std::error::Error;
 
 use barge_core::NumericLimits;
+use barge_core::decimal::{Decimal, ExponentBeyondI64};
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::record::shorten;
-
-/// A JSON number's text as `digits × 10^shift`, taken apart without any rounding.
-pub struct Decimal {
-    negative: bool,
-    /// Significant digits, leading zeros dropped (empty for zero).
-    digits: String,
-    shift: i64,
-}
-
-/// A number whose exponent is beyond ±[`MAX_EXPONENT`]: astronomically large or small.
-pub struct ExponentBeyondI64 {
-    negative: bool,
-}
-
-/// The largest exponent taken apart: far beyond every type (`numeric` ends near 10^131072),
-/// and small enough that no sum of it with a digit count can overflow.
-const MAX_EXPONENT: i64 = 1_000_000_000;
-
-impl Decimal {
-    /// Takes apart `text`, which must be a JSON number.
-    pub fn parse(text: &str) -> Result<Self, ExponentBeyondI64> {
-        let (negative, unsigned) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
-            Some((mantissa, exponent)) => {
-                let beyond = ExponentBeyondI64 {
-                    negative: exponent.starts_with('-'),
-                };
-                let parsed = exponent.parse::<i64>().map_err(|_| beyond)?;
-                if parsed.unsigned_abs() > MAX_EXPONENT.unsigned_abs() {
-                    return Err(ExponentBeyondI64 {
-                        negative: parsed < 0,
-                    });
-                }
-                (mantissa, parsed)
-            }
-            None => (unsigned, 0),
-        };
-        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let digits: String = whole.chars().chain(fraction.chars()).collect();
-        Ok(Self {
-            negative,
-            digits: digits.trim_start_matches('0').to_owned(),
-            shift: exponent - fraction.len() as i64,
-        })
-    }
-
-    /// Digits after the point as written (`1.50` has 2): what PostgreSQL keeps as the display
-    /// scale of an unconstrained `numeric`.
-    fn written_scale(&self) -> i64 {
-        (-self.shift).max(0)
-    }
-
-    /// Digits before the point and significant digits after it, trailing zeros aside (none for
-    /// zero, however it is written).
-    fn significant_digits(&self) -> (i64, i64) {
-        if self.digits.is_empty() {
-            return (0, 0);
-        }
-        let trimmed = self.digits.trim_end_matches('0');
-        let shift = self.shift + (self.digits.len() - trimmed.len()) as i64;
-        let before = (trimmed.len() as i64 + shift).max(0);
-        (before, (-shift).max(0))
-    }
-}
 
 /// What a JSON value is as an integer.
 pub enum Integer {

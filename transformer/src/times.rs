@@ -4,9 +4,10 @@
 //! without time zone never takes a value carrying an offset: shifting it would be a guess.
 
 use barge_core::Convert;
+use barge_core::decimal::Decimal;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
-use crate::numbers::{Decimal, Scaled, scaled_integer};
+use crate::numbers::{Scaled, scaled_integer};
 
 /// 4713 BC in chrono's astronomical years: PostgreSQL's dates and timestamps start there.
 const EARLIEST_YEAR: i32 = -4712;

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod backoff;
 pub mod batch;
 pub mod column;
+pub mod decimal;
 pub mod fetch;
 pub mod message;
 pub mod metrics;

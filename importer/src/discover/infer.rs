@@ -183,28 +183,9 @@ fn identity(value: &Json) -> String {
     }
 }
 
-/// A JSON number's value as `digits e exponent`, leading and trailing zeros dropped, so that
-/// equal values written differently compare equal.
+/// A JSON number's value, the same text however it is written.
 fn canonical_number(text: &str) -> String {
-    let (sign, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text),
-    };
-    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
-    let Ok(exponent) = exponent.parse::<i64>() else {
-        return text.to_owned();
-    };
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = format!("{whole}{fraction}");
-    let significant = digits.trim_start_matches('0');
-    let trimmed = significant.trim_end_matches('0');
-    if trimmed.is_empty() {
-        return "0".to_owned();
-    }
-    let shift = exponent
-        .saturating_sub(fraction.len() as i64)
-        .saturating_add((significant.len() - trimmed.len()) as i64);
-    format!("{sign}{trimmed}e{shift}")
+    barge_core::decimal::Decimal::parse(text).map_or_else(|_| text.to_owned(), |d| d.canonical())
 }
 
 fn is_number_text(text: &str) -> bool {
