@@ -572,6 +572,11 @@ mod tests {
             Ok(Cell::Numeric(Numeric::parse("19.99", None).unwrap()))
         );
         assert_eq!(one("bigint", string, r#""123""#), Ok(Cell::Int8(123)));
+        assert!(
+            one("numeric", string, "true")
+                .unwrap_err()
+                .contains("expected a decimal number, or a string holding one, found a boolean")
+        );
         assert_eq!(one("bigint", string, "123"), Ok(Cell::Int8(123)));
         for not_numbers in [
             r#"" 1""#, r#""1 ""#, r#""+1""#, r#""0x1""#, r#""NaN""#, r#""""#,

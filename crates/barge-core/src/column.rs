@@ -381,10 +381,9 @@ impl Column {
     pub fn expected_form(&self) -> String {
         let scalar = self.column_type.scalar();
         let form = match (self.convert, &self.format) {
-            (Some(Convert::String), _) => format!(
-                "{}, or a string holding one",
-                scalar.expected_json().trim_start_matches("a ")
-            ),
+            (Some(Convert::String), _) => {
+                format!("{}, or a string holding one", scalar.expected_json())
+            }
             (Some(Convert::EpochSeconds), _) => "a number of seconds since 1970-01-01".into(),
             (Some(Convert::EpochMilliseconds), _) => {
                 "a number of milliseconds since 1970-01-01".into()
